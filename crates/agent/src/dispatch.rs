@@ -1,0 +1,189 @@
+//! The dispatcher: everything cross-cutting about a request, so that handlers hold
+//! none of it. It reproduces QEMU's `qmp_dispatch` (qapi/qmp-dispatch.c) exactly:
+//! envelope checks in QEMU's order and hash-table member order, `id` echo rules,
+//! CommandNotFound for unknown and disabled commands, argument decoding, no reply on
+//! success for `success-response: false` commands, and the 0xFF before a
+//! guest-sync-delimited reply.
+
+use qga_proto::{Dict, Value};
+
+use crate::agent::Agent;
+use crate::commands::COMMANDS;
+use crate::error::Result;
+
+/// A handler after argument decoding was wrapped around it by [`command!`].
+pub type RunFn = fn(&Agent, &Dict) -> Result<Value>;
+
+/// One row of the command table: a command and its policy.
+#[derive(Clone, Copy)]
+pub struct CommandDef {
+    /// Wire name.
+    pub name: &'static str,
+    /// Decodes the arguments and runs the handler.
+    pub run: RunFn,
+    /// Stays enabled while the filesystems are frozen.
+    pub frozen_ok: bool,
+    /// False: nothing is sent on success (shutdown and suspend).
+    pub success_response: bool,
+}
+
+impl CommandDef {
+    /// A row with the default policy (disabled while frozen, replies on success).
+    pub const fn new(name: &'static str, run: RunFn) -> Self {
+        CommandDef {
+            name,
+            run,
+            frozen_ok: false,
+            success_response: true,
+        }
+    }
+
+    /// Marks the command as allowed while frozen.
+    pub const fn frozen_ok(mut self) -> Self {
+        self.frozen_ok = true;
+        self
+    }
+
+    /// Marks the command as sending no reply on success.
+    pub const fn no_success_response(mut self) -> Self {
+        self.success_response = false;
+        self
+    }
+}
+
+/// Builds a table row from an arguments type (which carries the command's name and
+/// return type) and a typed handler `fn(&Agent, Args) -> Result<Returns>`.
+#[macro_export]
+macro_rules! command {
+    ($args:ty => $handler:path) => {
+        $crate::dispatch::CommandDef::new(<$args as qga_proto::Command>::NAME, |agent, args| {
+            let args: $args = qga_proto::qapi::decode_args(args)?;
+            let ret: <$args as qga_proto::Command>::Returns = $handler(agent, args)?;
+            Ok(qga_proto::ToQapi::to_qapi(&ret))
+        })
+    };
+}
+
+/// The row for a command name.
+pub fn find(name: &[u8]) -> Option<&'static CommandDef> {
+    COMMANDS.iter().find(|c| c.name.as_bytes() == name)
+}
+
+/// A reply ready for the channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The serialized reply, newline included.
+    pub json: Vec<u8>,
+    /// Write a raw 0xFF byte before it (guest-sync-delimited).
+    pub delimit: bool,
+}
+
+/// Error classes qemu-ga emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Everything but unknown or disabled commands.
+    GenericError,
+    /// Unknown or disabled command.
+    CommandNotFound,
+}
+
+/// `{"error": {"class": ..., "desc": ...}}`, with `id` added when given.
+pub fn error_reply(class: ErrorClass, desc: Vec<u8>, id: Option<&Value>) -> Reply {
+    let mut err = Dict::new();
+    let class = match class {
+        ErrorClass::GenericError => "GenericError",
+        ErrorClass::CommandNotFound => "CommandNotFound",
+    };
+    err.insert("class", Value::str(class));
+    err.insert("desc", Value::Str(desc));
+    let mut rsp = Dict::new();
+    rsp.insert("error", Value::Dict(err));
+    finish(rsp, id, false)
+}
+
+fn finish(mut rsp: Dict, id: Option<&Value>, delimit: bool) -> Reply {
+    if let Some(id) = id {
+        rsp.insert("id", id.clone());
+    }
+    let mut json = Vec::new();
+    Value::Dict(rsp).write_json(&mut json);
+    json.push(b'\n');
+    Reply { json, delimit }
+}
+
+/// Handles one message from the JSON streamer: a parsed value, or the description of
+/// a JSON error. Returns the reply to send, or `None` when the command succeeded and
+/// sends no reply.
+pub fn handle(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option<Reply> {
+    let request = match msg {
+        Ok(v) => v,
+        Err(desc) => return Some(error_reply(ErrorClass::GenericError, desc, None)),
+    };
+    let Value::Dict(dict) = request else {
+        return Some(error_reply(
+            ErrorClass::GenericError,
+            b"QMP input must be a JSON object".to_vec(),
+            None,
+        ));
+    };
+    let id = dict.get("id");
+    let generic = |desc: Vec<u8>| Some(error_reply(ErrorClass::GenericError, desc, id));
+
+    // qmp_dispatch_check_obj: members in QDict order, the first bad one reported.
+    let mut execute = None;
+    for (key, value) in dict.iter() {
+        match key {
+            b"execute" => match value {
+                Value::Str(s) => execute = Some(s.as_slice()),
+                _ => return generic(b"QMP input member 'execute' must be a string".to_vec()),
+            },
+            b"arguments" => {
+                if !matches!(value, Value::Dict(_)) {
+                    return generic(b"QMP input member 'arguments' must be an object".to_vec());
+                }
+            }
+            b"id" => {}
+            other => {
+                let mut desc = b"QMP input member '".to_vec();
+                desc.extend_from_slice(other);
+                desc.extend_from_slice(b"' is unexpected");
+                return generic(desc);
+            }
+        }
+    }
+    let Some(name) = execute else {
+        return generic(b"QMP input lacks member 'execute'".to_vec());
+    };
+    // A C string: the name ends at the first NUL.
+    let name = name.split(|&b| b == 0).next().unwrap_or(name);
+    let not_found = |desc: Vec<u8>| Some(error_reply(ErrorClass::CommandNotFound, desc, id));
+    let Some(cmd) = find(name) else {
+        let mut desc = b"The command ".to_vec();
+        desc.extend_from_slice(name);
+        desc.extend_from_slice(b" has not been found");
+        return not_found(desc);
+    };
+    if !agent.is_enabled(cmd.name, cmd.frozen_ok) {
+        return not_found(
+            format!(
+                "Command {} has been disabled: the command is not allowed",
+                cmd.name
+            )
+            .into_bytes(),
+        );
+    }
+    let empty = Dict::new();
+    let args = match dict.get("arguments") {
+        Some(Value::Dict(a)) => a,
+        _ => &empty,
+    };
+    match (cmd.run)(agent, args) {
+        Err(e) => generic(e.desc().as_bytes().to_vec()),
+        Ok(_) if !cmd.success_response => None,
+        Ok(ret) => {
+            let mut rsp = Dict::new();
+            rsp.insert("return", ret);
+            Some(finish(rsp, id, cmd.name == "guest-sync-delimited"))
+        }
+    }
+}

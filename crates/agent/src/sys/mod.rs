@@ -1,0 +1,5 @@
+//! The OS seam: syscalls and `/proc` / `/sys` parsing live here, so the rest of the
+//! agent never writes `cfg(target_os)`. Parsers take a root path or the file's text so
+//! tests feed them recorded fixtures.
+
+pub mod mounts;

@@ -1,0 +1,150 @@
+//! The mount list shared by guest-fsfreeze-*, guest-fstrim and guest-get-fsinfo, built
+//! as qemu-ga's `build_fs_mount_list` does from `/proc/self/mountinfo`: file order,
+//! octal escapes decoded, major 0 skipped except btrfs (whose numbers come from the
+//! source device), and only the first mount of each major:minor kept (bind mounts).
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+/// One block-device-backed mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Mount point.
+    pub dir: OsString,
+    /// Filesystem type, e.g. `ext4`.
+    pub fstype: String,
+    /// Source device as mountinfo names it, e.g. `/dev/vda1`.
+    pub source: OsString,
+    /// Device major number.
+    pub major: u32,
+    /// Device minor number.
+    pub minor: u32,
+}
+
+/// Reads the live mount list.
+pub fn mount_list() -> std::io::Result<Vec<Mount>> {
+    let text = std::fs::read("/proc/self/mountinfo")?;
+    Ok(parse_mountinfo(&text, block_dev_numbers))
+}
+
+/// major:minor of a block device node (`stat` + `S_ISBLK`).
+pub fn block_dev_numbers(path: &Path) -> Option<(u32, u32)> {
+    let md = std::fs::metadata(path).ok()?;
+    if !md.file_type().is_block_device() {
+        return None;
+    }
+    let rdev = md.rdev();
+    Some((libc::major(rdev), libc::minor(rdev)))
+}
+
+/// Decodes mountinfo's `\ooo` octal escapes (`\040` for a space).
+pub fn decode_octal(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let oct = |b: u8| (b'0'..=b'7').contains(&b);
+        if s[i] == b'\\' && i + 3 < s.len() && s[i + 1..i + 4].iter().all(|&b| oct(b)) {
+            let v = s[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, &b| acc * 8 + u32::from(b - b'0'));
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Parses mountinfo text. `dev_numbers` resolves a btrfs source device.
+pub fn parse_mountinfo(
+    text: &[u8],
+    dev_numbers: impl Fn(&Path) -> Option<(u32, u32)>,
+) -> Vec<Mount> {
+    let mut mounts: Vec<Mount> = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        let fields: Vec<&[u8]> = line
+            .split(|&b| b == b' ')
+            .filter(|f| !f.is_empty())
+            .collect();
+        if fields.len() < 5 {
+            continue;
+        }
+        let Some((major, minor)) = std::str::from_utf8(fields[2])
+            .ok()
+            .and_then(|mm| mm.split_once(':'))
+            .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+        else {
+            continue;
+        };
+        let Some(dash) = fields
+            .iter()
+            .skip(5)
+            .position(|f| *f == b"-")
+            .map(|p| p + 5)
+        else {
+            continue;
+        };
+        let Some(fstype) = fields.get(dash + 1) else {
+            continue;
+        };
+        let fstype = String::from_utf8_lossy(fstype).into_owned();
+        let source = OsString::from_vec(decode_octal(fields.get(dash + 2).copied().unwrap_or(b"")));
+        let dir = OsString::from_vec(decode_octal(fields[4]));
+        let (major, minor) = if major == 0 {
+            // btrfs reports major 0; its real numbers come from the source device.
+            match (fstype == "btrfs")
+                .then(|| dev_numbers(Path::new(&source)))
+                .flatten()
+            {
+                Some(mm) => mm,
+                None => continue,
+            }
+        } else {
+            (major, minor)
+        };
+        if mounts.iter().any(|m| m.major == major && m.minor == minor) {
+            continue;
+        }
+        mounts.push(Mount {
+            dir,
+            fstype,
+            source,
+            major,
+            minor,
+        });
+    }
+    mounts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = "\
+22 1 0:21 / /proc rw,nosuid - proc proc rw
+25 1 253:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+30 25 0:26 / /run rw - tmpfs tmpfs rw
+31 25 253:16 / /mnt/data\\040disk rw master:2 - ext4 /dev/vdb rw
+32 25 253:16 /sub /srv/bind rw - ext4 /dev/vdb rw
+33 25 0:45 / /home rw - btrfs /dev/sda2 rw
+34 25 0:46 / /nfs rw - nfs4 server:/x rw
+";
+
+    #[test]
+    fn mountinfo_rules() {
+        let mounts = parse_mountinfo(FIXTURE.as_bytes(), |p| {
+            (p == Path::new("/dev/sda2")).then_some((8, 2))
+        });
+        let dirs: Vec<_> = mounts
+            .iter()
+            .map(|m| m.dir.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(dirs, ["/", "/mnt/data disk", "/home"]);
+        assert_eq!((mounts[2].major, mounts[2].minor), (8, 2));
+        assert_eq!(mounts[1].fstype, "ext4");
+    }
+}

@@ -1,0 +1,1 @@
+//! qga: a host-side client for QEMU guest agents (library part).

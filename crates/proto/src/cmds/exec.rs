@@ -1,0 +1,1 @@
+//! guest-exec and guest-exec-status.

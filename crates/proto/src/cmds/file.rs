@@ -1,0 +1,1 @@
+//! guest-file-open, -close, -read, -write, -seek, -flush.

@@ -1,0 +1,1 @@
+//! guest-fsfreeze-status, -freeze, -freeze-list, -thaw, and guest-fstrim.

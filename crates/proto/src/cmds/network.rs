@@ -1,0 +1,1 @@
+//! guest-network-get-interfaces and guest-network-get-route.

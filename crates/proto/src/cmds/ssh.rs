@@ -1,0 +1,1 @@
+//! guest-ssh-get-authorized-keys, -add-authorized-keys, -remove-authorized-keys.

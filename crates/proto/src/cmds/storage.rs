@@ -1,0 +1,1 @@
+//! guest-get-fsinfo, guest-get-disks and guest-get-diskstats.

@@ -1,0 +1,16 @@
+//! Wire types of the QEMU guest agent protocol, shared by the agent (`qga-agent`) and
+//! the host-side client (`qga`).
+//!
+//! - [`value`]: QEMU's JSON value model and its byte-exact serializer;
+//! - [`qapi`]: typed decoding with qemu-ga's exact argument errors, and encoding;
+//! - [`cmds`]: one arguments struct per command, with its name and return type.
+//!
+//! No I/O and no `unsafe` here.
+#![forbid(unsafe_code)]
+
+pub mod cmds;
+pub mod qapi;
+pub mod value;
+
+pub use qapi::{ArgError, Command, Empty, FromQapi, FromQapiDict, Path, ToQapi};
+pub use value::{Dict, Value};
