@@ -148,7 +148,8 @@ apt_download() {   # apt_download DIR PKGSPEC
 mkdir -p "$CACHE" 2>/dev/null || need_root "create $CACHE"
 mkdir -p "$LOG_DIR" 2>/dev/null || true
 # Serialize concurrent runs (e.g. parallel test binaries calling this script).
-exec 9>"$CACHE/.lock" 2>/dev/null || need_root "write $CACHE"
+[[ -e $CACHE/.lock ]] || : >"$CACHE/.lock" 2>/dev/null || need_root "write $CACHE"
+exec 9<"$CACHE/.lock"
 flock 9
 
 # ---------------------------------------------------------------------------

@@ -3,3 +3,4 @@
 //! tests feed them recorded fixtures.
 
 pub mod mounts;
+pub mod run;

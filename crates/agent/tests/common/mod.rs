@@ -1,0 +1,190 @@
+//! Shared harness for the agent's integration tests: spawn our `qga-agent` or the real
+//! qemu-ga 10.0.2 on a unix socket in a fresh temporary directory, talk raw bytes to it,
+//! and stop it by pid (SIGTERM, then the exit status is checked).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where `.ci/install-deps.sh` leaves the reference agent (override: `QGA_REFERENCE`).
+pub fn reference_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("QGA_REFERENCE") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var("QGA_TEST_CACHE").unwrap_or_else(|_| "/var/cache/qga-test".into());
+    Path::new(&cache).join("qemu-ga-10.0.2/usr/sbin/qemu-ga")
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `$TMPDIR/qgatest.<unique>`.
+    pub fn new() -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("qgatest.{}.{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    /// A path inside it.
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running agent on `<dir>/sock` with state in `<dir>`; cwd is `<dir>`.
+pub struct AgentProc {
+    /// Its directory (socket, state files, test files).
+    pub dir: TempDir,
+    /// The socket path.
+    pub sock: PathBuf,
+    child: Option<Child>,
+}
+
+impl AgentProc {
+    /// Our agent with extra arguments.
+    pub fn ours(extra: &[&str]) -> Self {
+        Self::spawn(Path::new(env!("CARGO_BIN_EXE_qga-agent")), extra, None)
+    }
+
+    /// The real qemu-ga 10.0.2. Panics with a pointer to the installer when missing:
+    /// differential tests must not silently pass without their reference.
+    pub fn reference(extra: &[&str]) -> Self {
+        let bin = reference_binary();
+        assert!(
+            bin.exists(),
+            "reference qemu-ga not found at {} (run .ci/install-deps.sh or set QGA_REFERENCE)",
+            bin.display()
+        );
+        Self::spawn(&bin, extra, None)
+    }
+
+    /// Spawns `bin -m unix-listen -p <dir>/sock -t <dir> extra...`, with `env` as the
+    /// whole environment when given.
+    pub fn spawn(bin: &Path, extra: &[&str], env: Option<&[(&str, &str)]>) -> Self {
+        let dir = TempDir::new();
+        let sock = dir.join("sock");
+        let mut cmd = Command::new(bin);
+        cmd.args(["-m", "unix-listen", "-p"]).arg(&sock).arg("-t").arg(&dir.0).args(extra);
+        cmd.current_dir(&dir.0).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        if let Some(env) = env {
+            cmd.env_clear();
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+        }
+        let child = cmd.spawn().expect("spawn agent");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "agent did not create {}", sock.display());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        AgentProc { dir, sock, child: Some(child) }
+    }
+
+    /// A new client connection.
+    pub fn connect(&self) -> Client {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match UnixStream::connect(&self.sock) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+                    return Client { stream: s, buf: Vec::new() };
+                }
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "connect {}: {e}", self.sock.display());
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// The agent's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// SIGTERM, wait, and return the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        // SAFETY: plain syscall on our own child's pid.
+        unsafe { libc_kill(child.id() as i32, 15) };
+        child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A raw-bytes client.
+pub struct Client {
+    /// The connection.
+    pub stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    /// Reads one reply line (through its `\n`), raw 0xFF bytes included.
+    pub fn recv(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                return self.buf.drain(..=i).collect();
+            }
+            let mut chunk = vec![0u8; 1 << 16];
+            let n = self.stream.read(&mut chunk).expect("recv (timed out?)");
+            assert!(n > 0, "agent closed the connection; got so far: {:?}", String::from_utf8_lossy(&self.buf));
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Whether a reply arrives within `wait` (for cases that must get none).
+    pub fn recv_within(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        self.stream.set_read_timeout(Some(wait)).ok();
+        let got = loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                break Some(self.buf.drain(..=i).collect());
+            }
+            let mut chunk = vec![0u8; 1 << 16];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        self.stream.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        got
+    }
+
+    /// Sends a request and returns its reply as text (without the newline).
+    pub fn cmd(&mut self, json: &str) -> String {
+        self.send(json.as_bytes());
+        let r = self.recv();
+        String::from_utf8_lossy(&r[..r.len() - 1]).into_owned()
+    }
+}
