@@ -101,7 +101,7 @@ APPLETS=()
 declare -A APPLET_DIRS=()
 while IFS= read -r applet; do
     case $applet in
-        linuxrc|sbin/init|bin/init) continue ;;                       # /init is ours
+        bin/busybox|linuxrc|sbin/init|bin/init) continue ;;           # the binary itself; /init is ours
         sbin/poweroff|sbin/halt|sbin/reboot) continue ;;              # stand-ins below
     esac
     APPLETS+=("$applet"); APPLET_DIRS[${applet%/*}]=1

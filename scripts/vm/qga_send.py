@@ -98,6 +98,15 @@ class Agent:
                 pass
 
 
+def alive(pid):
+    """True if process pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def parse_request(text):
     text = text.strip()
     if text.startswith("{"):
@@ -110,34 +119,39 @@ def parse_request(text):
     return json.dumps(req), name
 
 
-def connect(path, wait, pid):
-    """Connect and sync, retrying for `wait` seconds. Returns (Agent, seconds)."""
+def connect(path, wait, pid, sync_timeout):
+    """Connect and sync. With wait > 0, retry for up to `wait` seconds
+    (socket not there yet, agent not up yet). Returns (Agent, seconds)."""
     t0 = time.monotonic()
     end = t0 + wait
     last_err = None
     while True:
-        if pid and not os.path.exists("/proc/%d" % pid):
+        if pid and not alive(pid):
             raise SystemExit("qga_send: process %d is gone (%s)" % (pid, last_err or "before the agent answered"))
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.connect(path)
             agent = Agent(s)
-            # While the guest agent is not up yet, QEMU holds our bytes back;
-            # re-send a fresh sync every second until one is answered.
+            if wait <= 0:
+                agent.sync(time.monotonic() + sync_timeout)
+                return agent, time.monotonic() - t0
+            # While the guest agent is not up yet, QEMU leaves our bytes in the
+            # socket; re-send a fresh sync every second until one is answered.
             while True:
                 try:
-                    agent.sync(min(time.monotonic() + 1.0, max(end, time.monotonic() + 1.0)))
+                    agent.sync(time.monotonic() + 1.0)
                     return agent, time.monotonic() - t0
                 except Timeout:
                     if time.monotonic() >= end:
                         raise
-                    if pid and not os.path.exists("/proc/%d" % pid):
+                    if pid and not alive(pid):
                         raise SystemExit("qga_send: process %d is gone" % pid)
         except (OSError, Closed, Timeout) as e:
             last_err = e.__class__.__name__ + (": %s" % e if str(e) else "")
             s.close()
             if time.monotonic() >= end:
-                raise SystemExit("qga_send: no agent answered on %s within %gs (%s)" % (path, wait, last_err))
+                raise SystemExit("qga_send: no agent answered on %s%s (%s)"
+                                 % (path, " within %gs" % wait if wait > 0 else "", last_err))
             time.sleep(0.1)
 
 
@@ -174,7 +188,7 @@ def main(argv):
     path, requests = args[0], args[1:]
 
     if opts["sync"]:
-        agent, took = connect(path, opts["wait"], opts["pid"])
+        agent, took = connect(path, opts["wait"], opts["pid"], opts["timeout"])
         if opts["wait"] and not opts["quiet"]:
             print("qga_send: agent answered guest-sync-delimited after %.2f s" % took, file=sys.stderr)
     else:
