@@ -17,6 +17,7 @@
 //! guest-get-load, guest-network-get-route.
 
 use qga_proto::cmds::core::*;
+use qga_proto::cmds::storage::*;
 
 use crate::command;
 use crate::dispatch::CommandDef;
@@ -25,6 +26,7 @@ pub mod core;
 pub mod exec;
 pub mod file;
 pub mod fsfreeze;
+pub mod storage;
 
 /// Every command, in registration order.
 pub static COMMANDS: &[CommandDef] = &[
@@ -33,6 +35,9 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestPingArgs => core::ping).frozen_ok(),
     command!(GuestGetTimeArgs => core::get_time),
     command!(GuestInfoArgs => core::info).frozen_ok(),
+    command!(GuestGetDisksArgs => storage::get_disks),
+    command!(GuestGetFsinfoArgs => storage::get_fsinfo),
+    command!(GuestGetDiskstatsArgs => storage::get_diskstats),
 ];
 
 #[cfg(test)]
