@@ -37,7 +37,7 @@ use crate::agent::Agent;
 use crate::error::{Error, Result};
 use crate::log::Level;
 use crate::sys::blockdev::{device_disks, DeviceDisks, SysRoot};
-use crate::sys::bounded::{Bounded, PENDING};
+use crate::sys::bounded::{Bounded, Pending, PENDING};
 use crate::sys::mounts::Mount;
 use crate::sys::statvfs::{self, FsSizes};
 use crate::sys::{disks, diskstats, mounts, nvme};
@@ -56,12 +56,21 @@ pub fn get_fsinfo(agent: &Agent, _: GuestGetFsinfoArgs) -> Result<Vec<GuestFiles
     let mounts = mounts::mount_list()
         .map_err(|_| Error::new("failed to open mtab file: '/proc/self/mounts'"))?;
     let deadline = Instant::now() + STATVFS_BOUND;
-    let mut sizes = |m: &Mount| bounded_statvfs(agent, &m.dir, deadline);
+    let mut sizes = |m: &Mount| bounded_sizes(agent, &PENDING, &m.dir, deadline, statvfs::sizes);
     fsinfo(&SysRoot::live(), &mounts, &mut sizes)
 }
 
-/// `statvfs(dir)` with the time bound described in the module documentation.
-fn bounded_statvfs(agent: &Agent, dir: &OsStr, deadline: Instant) -> Option<FsSizes> {
+/// `stat(dir)` (normally `statvfs`) with the time bound described in the module
+/// documentation: waits until `deadline`, but at least [`STATVFS_MIN_WAIT`]; `None`
+/// (sizes left out, warning logged) when it does not return in time or an earlier
+/// call on `dir` is still blocked.
+pub fn bounded_sizes(
+    agent: &Agent,
+    pending: &'static Pending,
+    dir: &OsStr,
+    deadline: Instant,
+    stat: fn(&OsStr) -> Option<FsSizes>,
+) -> Option<FsSizes> {
     let wait = deadline
         .saturating_duration_since(Instant::now())
         .max(STATVFS_MIN_WAIT);
@@ -69,7 +78,7 @@ fn bounded_statvfs(agent: &Agent, dir: &OsStr, deadline: Instant) -> Option<FsSi
     key.extend_from_slice(dir.as_bytes());
     let path = dir.to_os_string();
     let shown = dir.to_string_lossy();
-    match PENDING.run(&key, wait, move || statvfs::sizes(&path)) {
+    match pending.run(&key, wait, move || stat(&path)) {
         Bounded::Done(sizes) => sizes,
         Bounded::TimedOut => {
             agent.log.log(
@@ -84,7 +93,10 @@ fn bounded_statvfs(agent: &Agent, dir: &OsStr, deadline: Instant) -> Option<FsSi
         Bounded::Skipped => {
             agent.log.log(
                 Level::Warning,
-                &format!("statvfs(\"{shown}\") is still blocked from an earlier request; leaving out its sizes"),
+                &format!(
+                    "statvfs(\"{shown}\") is still blocked from an earlier request; \
+                     leaving out its sizes"
+                ),
             );
             None
         }
@@ -159,4 +171,99 @@ pub fn diskstats_at(root: &SysRoot) -> Result<Vec<GuestDiskStatsInfo>> {
     // A read error ends the list where it happened, as qemu-ga's getline loop.
     let _ = f.read_to_end(&mut text);
     Ok(diskstats::parse(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::log::Logger;
+    use std::sync::{Arc, Condvar, Mutex};
+
+    static GATE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+    /// A statvfs that blocks on `/stuck` until the gate opens.
+    fn gated_stat(p: &OsStr) -> Option<FsSizes> {
+        if p == "/stuck" {
+            let mut open = GATE.0.lock().unwrap();
+            while !*open {
+                open = GATE.1.wait(open).unwrap();
+            }
+        }
+        Some(FsSizes::from_counts(10, 5, 4, 1))
+    }
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn stuck_statvfs_is_bounded_and_not_retried_while_pending() {
+        static P: Pending = Pending::new();
+        let sink = Sink::default();
+        let agent = Agent::new(
+            Config::default(),
+            Logger::new(Box::new(sink.clone()), true),
+            false,
+            crate::agent::FIRST_HANDLE,
+        );
+        let stuck = OsStr::new("/stuck");
+        let t = Instant::now();
+        let r = bounded_sizes(
+            &agent,
+            &P,
+            stuck,
+            t + Duration::from_millis(300),
+            gated_stat,
+        );
+        let took = t.elapsed();
+        assert_eq!(r, None);
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        assert!(P.is_pending(b"statvfs:/stuck"));
+        // The bound is used up, yet a healthy mount still gets its minimum wait.
+        let r = bounded_sizes(&agent, &P, OsStr::new("/ok"), t, gated_stat);
+        assert_eq!(r, Some(FsSizes::from_counts(10, 5, 4, 1)));
+        // While the first call is still blocked, the next request skips it at once.
+        let t = Instant::now();
+        let r = bounded_sizes(&agent, &P, stuck, t + Duration::from_secs(5), gated_stat);
+        assert_eq!(r, None);
+        assert!(t.elapsed() < Duration::from_millis(50));
+        assert_eq!(P.len(), 1, "no second thread for the same mount");
+        let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            log.contains("warning: statvfs(\"/stuck\") did not return within"),
+            "{log}"
+        );
+        assert!(
+            log.contains("warning: statvfs(\"/stuck\") is still blocked"),
+            "{log}"
+        );
+        // Once it returns, the mount is measured normally again.
+        *GATE.0.lock().unwrap() = true;
+        GATE.1.notify_all();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !P.is_empty() {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let r = bounded_sizes(
+            &agent,
+            &P,
+            stuck,
+            Instant::now() + Duration::from_secs(5),
+            gated_stat,
+        );
+        assert_eq!(r, Some(FsSizes::from_counts(10, 5, 4, 1)));
+    }
 }
