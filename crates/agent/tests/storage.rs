@@ -432,3 +432,44 @@ fn live_loop_partition_space_and_bind_mount_match_reference() {
     drop(sc);
     drop(dir);
 }
+
+/// Removes the udev database the test made up.
+struct FakeUdev;
+
+impl Drop for FakeUdev {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all("/run/udev");
+    }
+}
+
+/// Serial and alias from the udev database, as libudev reads it: where this machine
+/// runs no udev, make up a database entry for the root disk and compare both agents.
+#[test]
+fn live_udev_database_matches_reference() {
+    let _g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: plain syscall.
+    if Path::new("/run/udev").exists() || unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: a real udev database is present (the other live tests cover it)");
+        return;
+    }
+    let mounts = qga_agent::sys::mounts::mount_list().unwrap();
+    let root = mounts
+        .iter()
+        .find(|m| m.dir.as_bytes() == b"/")
+        .expect("/ in mount list");
+    let _cleanup = FakeUdev;
+    std::fs::create_dir_all("/run/udev/data").unwrap();
+    std::fs::write(
+        format!("/run/udev/data/b{}:{}", root.major, root.minor),
+        "S:disk/by-id/fake\nI:1700000000\nE:ID_SERIAL=fake_serial_0001\nE:DM_NAME=\n\
+         E:DM_NAME=fake-alias\nE:ID_MODEL=x=y\nG:systemd\n",
+    )
+    .unwrap();
+    compare_live(None);
+    let ours = AgentProc::ours(&[]);
+    let reply = ours.connect().cmd(r#"{"execute":"guest-get-fsinfo"}"#);
+    assert!(
+        reply.contains("\"serial\": \"fake_serial_0001\""),
+        "{reply}"
+    );
+}

@@ -94,8 +94,8 @@ pub fn bounded_sizes(
             agent.log.log(
                 Level::Warning,
                 &format!(
-                    "statvfs(\"{shown}\") is still blocked from an earlier request; \
-                     leaving out its sizes"
+                    "statvfs(\"{shown}\") is still blocked from an earlier request \
+                     (or too many calls are); leaving out its sizes"
                 ),
             );
             None
