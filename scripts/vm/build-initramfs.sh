@@ -120,9 +120,9 @@ for p in poweroff halt reboot; do install -m 0755 "$QGA_VM_DIR/guest/power" "$ST
 DYNAMIC=0
 copy_with_libs "$AGENT" "$GUEST_PATH"
 chmod 0755 "$STAGE$GUEST_PATH"
-AGENT_KIND=static
+AGENT_KIND="no shared libraries"
 if [[ $DYNAMIC -eq 1 ]]; then
-    AGENT_KIND=dynamic
+    AGENT_KIND="dynamic, libraries copied"
     # glibc loads NSS modules with dlopen (not listed by ldd): bring "files".
     for lib in /lib/x86_64-linux-gnu/libnss_files.so.2; do
         [[ -e $lib ]] && copy_with_libs "$lib" "$lib"
