@@ -300,3 +300,31 @@ fn differential_protocol_battery_against_qemu_ga() {
         mismatches.join("\n")
     );
 }
+
+/// Voluntary context switches of every thread of a process.
+fn voluntary_switches(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir").flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
+#[test]
+fn idle_agent_with_a_silent_client_makes_no_wakeups() {
+    let a = AgentProc::ours(&[]);
+    let mut c = a.connect();
+    assert_eq!(c.cmd(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = voluntary_switches(a.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let after = voluntary_switches(a.pid());
+    assert_eq!(after, before, "the idle agent woke up {} times in 3 s", after - before);
+    // And it still answers.
+    assert_eq!(c.cmd(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
+}
