@@ -231,6 +231,24 @@ fn battery() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             vec![format!("{{\"execute\":\"guest-ping\",\"id\":{id}}}").into_bytes()],
         ));
     }
+    // Several unknown members: QEMU names the first one of its GHashTable's iteration.
+    for (name, args) in [
+        ("unexpected-3", r#"{"a":1,"b":2,"c":3}"#),
+        (
+            "unexpected-with-known",
+            r#"{"zz":1,"id":5,"foo":2,"bar":3}"#,
+        ),
+        (
+            "unexpected-many",
+            r#"{"k1":1,"k2":1,"k3":1,"k4":1,"k5":1,"k6":1,"k7":1,"k8":1,"k9":1,"k10":1,"k11":1,"k12":1,"id":1}"#,
+        ),
+        ("unexpected-high-bytes", r#"{"\u00e9":1,"\u00ff":2,"id":1}"#),
+    ] {
+        cases.push((
+            name,
+            vec![format!(r#"{{"execute":"guest-sync","arguments":{args}}}"#).into_bytes()],
+        ));
+    }
     let deep_ok = format!(
         "{{\"execute\":\"guest-ping\",\"id\":{}{}}}",
         "[".repeat(1022),
@@ -304,7 +322,10 @@ fn differential_protocol_battery_against_qemu_ga() {
 /// Voluntary context switches of every thread of a process.
 fn voluntary_switches(pid: u32) -> u64 {
     let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir").flatten() {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("task dir")
+        .flatten()
+    {
         let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
         total += status
             .lines()
@@ -324,7 +345,12 @@ fn idle_agent_with_a_silent_client_makes_no_wakeups() {
     let before = voluntary_switches(a.pid());
     std::thread::sleep(Duration::from_secs(3));
     let after = voluntary_switches(a.pid());
-    assert_eq!(after, before, "the idle agent woke up {} times in 3 s", after - before);
+    assert_eq!(
+        after,
+        before,
+        "the idle agent woke up {} times in 3 s",
+        after - before
+    );
     // And it still answers.
     assert_eq!(c.cmd(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
 }
