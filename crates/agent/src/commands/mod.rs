@@ -17,6 +17,7 @@
 //! guest-get-load, guest-network-get-route.
 
 use qga_proto::cmds::core::*;
+use qga_proto::cmds::freeze::*;
 
 use crate::command;
 use crate::dispatch::CommandDef;
@@ -33,6 +34,11 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestPingArgs => core::ping).frozen_ok(),
     command!(GuestGetTimeArgs => core::get_time),
     command!(GuestInfoArgs => core::info).frozen_ok(),
+    command!(GuestFsfreezeStatusArgs => fsfreeze::status).frozen_ok(),
+    command!(GuestFsfreezeFreezeArgs => fsfreeze::freeze),
+    command!(GuestFsfreezeFreezeListArgs => fsfreeze::freeze_list),
+    command!(GuestFsfreezeThawArgs => fsfreeze::thaw).frozen_ok(),
+    command!(GuestFstrimArgs => fsfreeze::fstrim),
 ];
 
 #[cfg(test)]
