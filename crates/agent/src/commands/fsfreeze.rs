@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use qga_proto::cmds::freeze::*;
 
 use crate::agent::Agent;
-use crate::error::{strerror, Error, Result};
+use crate::error::{Error, Result};
 use crate::log::Level;
 use crate::sys::fsfreeze::{KernelOps, LinuxKernel};
 use crate::sys::mounts::Mount;
@@ -154,50 +154,6 @@ pub fn cleanup(agent: &Agent) {
                 .audit(&format!("failed to clean up frozen filesystems: {e}"));
         }
     }
-}
-
-/// guest-fstrim: FITRIM on every mount; per-mount failures are results, not errors.
-pub fn fstrim(agent: &Agent, args: GuestFstrimArgs) -> Result<GuestFilesystemTrimResponse> {
-    agent.log.audit("guest-fstrim called");
-    let kernel = &agent.freeze.kernel;
-    let mounts = kernel.mounts().map_err(|e| mount_list_error(&e))?;
-    // C assigns the int64 to the u64 minlen, and the u64 results back to int64.
-    let minlen = args.minimum.unwrap_or(0) as u64;
-    let mut paths: Vec<GuestFilesystemTrimResult> = mounts
-        .iter()
-        .map(|m| {
-            let mut r = GuestFilesystemTrimResult {
-                path: m.dir.to_string_lossy().into_owned(),
-                ..Default::default()
-            };
-            let trimmed = kernel
-                .open_dir(&m.dir)
-                .map_err(|e| format!("failed to open: {}", errno_text(&e)))
-                .and_then(|dir| {
-                    kernel
-                        .trim(&dir, minlen)
-                        .map_err(|e| match e.raw_os_error() {
-                            Some(libc::ENOTTY | libc::EOPNOTSUPP) => "trim not supported".into(),
-                            _ => format!("failed to trim: {}", errno_text(&e)),
-                        })
-                });
-            match trimmed {
-                Ok(t) => {
-                    r.minimum = Some(t.minlen as i64);
-                    r.trimmed = Some(t.len as i64);
-                }
-                Err(e) => r.error = Some(e),
-            }
-            r
-        })
-        .collect();
-    // qemu-ga prepends each result.
-    paths.reverse();
-    Ok(GuestFilesystemTrimResponse { paths })
-}
-
-fn errno_text(e: &std::io::Error) -> String {
-    strerror(e.raw_os_error().unwrap_or(0))
 }
 
 /// qemu-ga's error when neither mountinfo nor its fallback can be read.
@@ -479,57 +435,11 @@ fn thaw_all(agent: &Agent, audit: bool) -> Result<i64> {
     Ok(count)
 }
 
-/// The watchdog (`--fsfreeze-timeout`): thaws a guest that has stayed frozen longer
-/// than the timeout, also when the agent started frozen. Returns at once without a
-/// timeout, else when [`FreezeState::stop_watchdog`] is called. Run it on its own
-/// thread.
-pub fn run_watchdog(agent: &Agent) {
-    let Some(limit) = agent.config.fsfreeze_timeout else {
-        return;
-    };
-    let st = &agent.freeze;
-    let mut inner = st.lock();
-    if agent.is_frozen() && inner.frozen_since.is_none() {
-        inner.frozen_since = Some(Instant::now());
-    }
-    while !inner.stop {
-        let Some(since) = inner.frozen_since else {
-            inner = st
-                .shared
-                .changed
-                .wait(inner)
-                .unwrap_or_else(|e| e.into_inner());
-            continue;
-        };
-        let now = Instant::now();
-        if now < since + limit {
-            inner = st
-                .shared
-                .changed
-                .wait_timeout(inner, since + limit - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            continue;
-        }
-        drop(inner);
-        let result = thaw_all(agent, false);
-        // Logging is back on now that the frozen state is left.
-        let limit = duration_text(limit);
-        let msg = match &result {
-            Ok(n) => format!(
-                "fsfreeze watchdog: the guest stayed frozen longer than {limit}; thawed {n} filesystem(s)"
-            ),
-            Err(e) if !agent.is_frozen() => format!(
-                "fsfreeze watchdog: the guest stayed frozen longer than {limit}; filesystems thawed, but: {e}"
-            ),
-            Err(e) => format!(
-                "fsfreeze watchdog: the guest stayed frozen longer than {limit} and could not be thawed: {e}; retrying in {limit}"
-            ),
-        };
-        agent.log.log(Level::Critical, &msg);
-        inner = st.lock();
-    }
-}
+mod trim;
+mod watchdog;
+
+pub use trim::fstrim;
+pub use watchdog::run_watchdog;
 
 #[cfg(test)]
 mod tests;
