@@ -4,7 +4,7 @@
 //! The real implementation, [`LinuxKernel`], can only be built by
 //! `FreezeState::default()` (the agent's one constructor), and inside this crate's unit
 //! tests its ioctls panic instead of freezing the test machine. Tests use
-//! [`fake::FakeKernel`].
+//! `fake::FakeKernel` (compiled for tests only).
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
