@@ -17,6 +17,7 @@
 //! guest-get-load, guest-network-get-route.
 
 use qga_proto::cmds::core::*;
+use qga_proto::cmds::freeze::*;
 use qga_proto::cmds::storage::*;
 
 use crate::command;
@@ -35,6 +36,11 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestPingArgs => core::ping).frozen_ok(),
     command!(GuestGetTimeArgs => core::get_time),
     command!(GuestInfoArgs => core::info).frozen_ok(),
+    command!(GuestFsfreezeStatusArgs => fsfreeze::status).frozen_ok(),
+    command!(GuestFsfreezeFreezeArgs => fsfreeze::freeze),
+    command!(GuestFsfreezeFreezeListArgs => fsfreeze::freeze_list),
+    command!(GuestFsfreezeThawArgs => fsfreeze::thaw).frozen_ok(),
+    command!(GuestFstrimArgs => fsfreeze::fstrim),
     command!(GuestGetDisksArgs => storage::get_disks),
     command!(GuestGetFsinfoArgs => storage::get_fsinfo),
     command!(GuestGetDiskstatsArgs => storage::get_diskstats),

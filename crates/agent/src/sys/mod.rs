@@ -6,6 +6,7 @@ pub mod blockdev;
 pub mod bounded;
 pub mod disks;
 pub mod diskstats;
+pub mod fsfreeze;
 pub mod mounts;
 pub mod nvme;
 pub mod run;
