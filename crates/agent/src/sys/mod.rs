@@ -2,5 +2,6 @@
 //! agent never writes `cfg(target_os)`. Parsers take a root path or the file's text so
 //! tests feed them recorded fixtures.
 
+pub mod daemon;
 pub mod mounts;
 pub mod run;
