@@ -8,6 +8,8 @@
 //! `-D`. [`parse_in`] does all of it without side effects beyond reading the config file
 //! and the [`Environment`]; [`from_command_line`] is the binary's entry and prints.
 
+mod diagnostic;
+mod file;
 mod getopt;
 mod help;
 mod keyfile;
@@ -15,6 +17,7 @@ mod keyfile;
 use std::process::ExitCode;
 use std::time::Duration;
 
+pub use diagnostic::{ConfigError, Diagnostic};
 use getopt::{Event, HasArg, LongOpt, ShortOpt, Spec};
 
 /// How the agent reaches the host.
@@ -138,101 +141,6 @@ pub enum Action {
     Print(String),
 }
 
-/// A message for stderr. Some carry the pid and the local time, so they are formatted
-/// only when printed ([`Diagnostic::render`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Diagnostic {
-    /// A line printed as is: getopt's complaints, QEMU's `error_report`.
-    Plain(String),
-    /// `g_critical` before the agent's logger exists (GLib's default handler):
-    /// `\n** (process:<pid>): CRITICAL **: <HH:MM:SS.mmm>: <msg>`.
-    Critical(String),
-    /// A warning of GLib itself: `\n(process:<pid>): GLib-WARNING **: <time>: <msg>`.
-    GlibWarning(String),
-    /// A critical message in the agent's log format: `<secs>.<usec>: critical: <msg>`.
-    Logged(String),
-}
-
-impl Diagnostic {
-    /// The message alone.
-    pub fn message(&self) -> &str {
-        match self {
-            Diagnostic::Plain(m)
-            | Diagnostic::Critical(m)
-            | Diagnostic::GlibWarning(m)
-            | Diagnostic::Logged(m) => m,
-        }
-    }
-
-    /// The bytes qemu-ga writes for it (newline included). GLib converts messages to the
-    /// C locale's ASCII, so every other character shows as `?`; it colours the level on a
-    /// terminal.
-    pub fn render(&self, pid: u32, clock: &str, color: bool) -> String {
-        let glib = |prefix: &str, level: &str, code: &str, msg: &str| {
-            let level = if color {
-                format!("\x1b[{code}m{level}\x1b[0m")
-            } else {
-                level.to_string()
-            };
-            let msg: String = msg
-                .chars()
-                .map(|c| if c.is_ascii() { c } else { '?' })
-                .collect();
-            format!("\n{prefix}(process:{pid}): {level} **: {clock}: {msg}\n")
-        };
-        match self {
-            Diagnostic::Plain(m) => format!("{m}\n"),
-            Diagnostic::Critical(m) => glib("** ", "CRITICAL", "1;35", m),
-            Diagnostic::GlibWarning(m) => glib("", "GLib-WARNING", "1;33", m),
-            Diagnostic::Logged(m) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-                format!("{}.{:06}: critical: {m}\n", now.as_secs(), now.subsec_micros())
-            }
-        }
-    }
-
-    /// Writes it to this process's stderr.
-    pub fn emit(&self) {
-        use std::io::Write;
-        let text = self.render(
-            std::process::id(),
-            &crate::sys::daemon::local_clock(),
-            crate::sys::daemon::is_tty(2),
-        );
-        let _ = std::io::stderr().write_all(text.as_bytes());
-    }
-}
-
-/// A command-line or config-file error: print `stderr` and `stdout`, exit 1.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// For stderr, in order.
-    pub stderr: Vec<Diagnostic>,
-    /// For stdout: qemu-ga prints its "Unknown option, try ..." hint there.
-    pub stdout: String,
-}
-
-impl ConfigError {
-    fn critical(msg: impl Into<String>) -> Self {
-        ConfigError {
-            stderr: vec![Diagnostic::Critical(msg.into())],
-            stdout: String::new(),
-        }
-    }
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut lines: Vec<&str> = self.stderr.iter().map(Diagnostic::message).collect();
-        lines.extend(self.stdout.lines());
-        f.write_str(&lines.join("\n"))
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 /// The full result of parsing: what to print on stderr first (getopt's first-pass
 /// complaints, which qemu-ga prints even when an option like `-V` then exits 0), then
 /// what to do.
@@ -289,7 +197,9 @@ pub fn from_command_line() -> Result<Config, ExitCode> {
         Err(e) => {
             e.stderr.iter().for_each(Diagnostic::emit);
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(e.stdout.as_bytes()).and_then(|()| out.flush());
+            let _ = out
+                .write_all(e.stdout.as_bytes())
+                .and_then(|()| out.flush());
             Err(ExitCode::FAILURE)
         }
     }
@@ -434,7 +344,7 @@ pub fn parse_in(argv0: &str, args: &[String], env: &dyn Environment) -> Parsed {
         .unwrap_or_else(|| DEFAULT_CONFIG.into());
 
     let mut s = Settings::default();
-    let outcome = load_config(&mut s, &confpath, required, &mut stderr)
+    let outcome = file::load_config(&mut s, &confpath, required, &mut stderr)
         .and_then(|()| apply_options(&mut s, argv0, &events))
         .and_then(|done| match done {
             Some(action) => Ok(action),
@@ -454,9 +364,7 @@ fn apply_options(
             Event::Error(msg) => {
                 return Err(ConfigError {
                     stderr: vec![Diagnostic::Plain(msg.clone())],
-                    stdout: format!(
-                        "Unknown option, try '{argv0} --help' for more information.\n"
-                    ),
+                    stdout: format!("Unknown option, try '{argv0} --help' for more information.\n"),
                 })
             }
             Event::Opt(flag, arg) => (*flag, arg.clone()),
@@ -524,106 +432,6 @@ fn parse_seconds(v: &str) -> Option<u32> {
     v.parse().ok()
 }
 
-/// qemu-ga's `config_load`: read `[general]` from the key file at `path`. A missing file
-/// is fine unless it was named with `-c`. Every key is read even after an error; GLib
-/// keeps the first error and warns about each later one, as qemu-ga's shared `GError`
-/// makes it do.
-fn load_config(
-    s: &mut Settings,
-    path: &str,
-    required: bool,
-    stderr: &mut Vec<Diagnostic>,
-) -> Result<(), ConfigError> {
-    let fail = |msg: &str| {
-        ConfigError::critical(format!(
-            "error loading configuration from path: {path}, {msg}"
-        ))
-    };
-    let kf = match read_key_file(path) {
-        Ok(kf) => kf,
-        Err((true, _)) if !required => return Ok(()),
-        Err((_, msg)) => return Err(fail(&msg)),
-    };
-    let mut first_error: Option<String> = None;
-    let mut error = |msg: String| {
-        if first_error.is_none() {
-            first_error = Some(msg);
-        } else {
-            stderr.push(Diagnostic::GlibWarning(format!(
-                "GError set over the top of a previous GError or uninitialized memory.\n\
-                 This indicates a bug in someone's code. You must ensure an error is NULL \
-                 before it's set.\nThe overwriting error message was: {msg}"
-            )));
-        }
-    };
-    const G: &str = "general";
-    let boolean = |key: &str, error: &mut dyn FnMut(String)| match kf.get_boolean(G, key) {
-        Some(Ok(b)) => Some(b),
-        Some(Err(e)) => {
-            error(e);
-            Some(false)
-        }
-        None => None,
-    };
-    if let Some(b) = boolean("daemon", &mut error) {
-        s.daemonize = b;
-    }
-    let string = |key: &str, error: &mut dyn FnMut(String)| match kf.get_string(G, key)? {
-        Ok(v) => Some(v),
-        Err(e) => {
-            error(e);
-            None
-        }
-    };
-    s.method = string("method", &mut error).or(s.method.take());
-    s.path = string("path", &mut error).or(s.path.take());
-    s.logfile = string("logfile", &mut error).or(s.logfile.take());
-    s.pidfile = string("pidfile", &mut error).or(s.pidfile.take());
-    s.fsfreeze_hook = string("fsfreeze-hook", &mut error).or(s.fsfreeze_hook.take());
-    s.statedir = string("statedir", &mut error).or(s.statedir.take());
-    if boolean("verbose", &mut error) == Some(true) {
-        s.verbose = true;
-    }
-    if let Some(b) = boolean("retry-path", &mut error) {
-        s.retry_path = b;
-    }
-    if let Some(v) = string("block-rpcs", &mut error) {
-        s.block_rpcs.extend(split_list(&v));
-    }
-    if let Some(v) = string("allow-rpcs", &mut error) {
-        s.allow_rpcs.extend(split_list(&v));
-    }
-    // Extension keys come last, so qemu-ga's keys keep their error precedence.
-    if let Some(v) = string("fsfreeze-timeout", &mut error) {
-        match parse_seconds(&v) {
-            Some(secs) => s.fsfreeze_timeout = Some(secs),
-            None => error(format!(
-                "Key file contains key “fsfreeze-timeout” which has a value that cannot be interpreted."
-            )),
-        }
-    }
-    match first_error {
-        Some(msg) => Err(fail(&msg)),
-        None => Ok(()),
-    }
-}
-
-/// `g_key_file_load_from_file`: the error is `(is ENOENT, GLib's message)`.
-fn read_key_file(path: &str) -> Result<keyfile::KeyFile, (bool, String)> {
-    use std::io::Read;
-    let io = |e: std::io::Error| {
-        let code = e.raw_os_error().unwrap_or(0);
-        (code == libc::ENOENT, crate::error::strerror(code))
-    };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    if !file.metadata().map_err(io)?.is_file() {
-        return Err((false, "Not a regular file".into()));
-    }
-    let mut data = Vec::new();
-    file.read_to_end(&mut data).map_err(io)?;
-    keyfile::KeyFile::parse(&data).map_err(|m| (false, m))
-}
-
 /// Defaults, socket activation, the path check, then `-D` or the final [`Config`].
 fn finish(mut s: Settings, env: &dyn Environment) -> Result<Action, ConfigError> {
     let pidfile = s.pidfile.take().unwrap_or_else(|| DEFAULT_PIDFILE.into());
@@ -658,14 +466,16 @@ fn finish(mut s: Settings, env: &dyn Environment) -> Result<Action, ConfigError>
                     "virtio-serial" => Some(DEFAULT_VIRTIO_PATH.into()),
                     "isa-serial" => Some(DEFAULT_SERIAL_PATH.into()),
                     _ => {
-                        return Err(ConfigError::critical("must specify a path for this channel"))
+                        return Err(ConfigError::critical(
+                            "must specify a path for this channel",
+                        ))
                     }
                 };
             }
         }
     }
     if s.dumpconf {
-        return Ok(Action::Print(dump(&s, &method, &pidfile, &statedir)));
+        return Ok(Action::Print(file::dump(&s, &method, &pidfile, &statedir)));
     }
     let Some(m) = Method::from_name(&method) else {
         // qemu-ga finds out when it opens the channel, after setting up its logger.
@@ -699,36 +509,6 @@ fn finish(mut s: Settings, env: &dyn Environment) -> Result<Action, ConfigError>
             .map(|t| Duration::from_secs(u64::from(t))),
         listen_fd,
     }))
-}
-
-/// `--dump-conf`: qemu-ga's `config_dump` (a key file written by GLib); extension keys
-/// follow, only when set, so the output is qemu-ga's byte for byte by default.
-fn dump(s: &Settings, method: &str, pidfile: &str, statedir: &str) -> String {
-    let mut out = String::from("[general]\n");
-    let mut put = |key: &str, value: &str| {
-        out.push_str(&format!("{key}={}\n", keyfile::escape(value)));
-    };
-    put("daemon", if s.daemonize { "true" } else { "false" });
-    put("method", method);
-    if let Some(p) = &s.path {
-        put("path", p);
-    }
-    if let Some(l) = &s.logfile {
-        put("logfile", l);
-    }
-    put("pidfile", pidfile);
-    if let Some(h) = &s.fsfreeze_hook {
-        put("fsfreeze-hook", h);
-    }
-    put("statedir", statedir);
-    put("verbose", if s.verbose { "true" } else { "false" });
-    put("retry-path", if s.retry_path { "true" } else { "false" });
-    put("block-rpcs", &s.block_rpcs.join(","));
-    put("allow-rpcs", &s.allow_rpcs.join(","));
-    if let Some(t) = s.fsfreeze_timeout.filter(|&t| t > 0) {
-        put("fsfreeze-timeout", &t.to_string());
-    }
-    out
 }
 
 #[cfg(test)]

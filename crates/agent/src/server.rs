@@ -55,7 +55,10 @@ pub fn main() -> ExitCode {
 /// Runs the agent until the channel fails (without `--retry-path`) or a signal stops it.
 pub fn run(mut config: Config) -> Result<(), String> {
     // Socket activation was checked while parsing (it decides -D's output, as in qemu-ga).
-    let activated = config.listen_fd.map(Channel::from_activation_fd).transpose()?;
+    let activated = config
+        .listen_fd
+        .map(Channel::from_activation_fd)
+        .transpose()?;
     let frozen = match std::fs::metadata(
         std::path::Path::new(&config.statedir).join("qga.state.isfrozen"),
     ) {
@@ -71,6 +74,11 @@ pub fn run(mut config: Config) -> Result<(), String> {
         // qemu-ga starts frozen on any other stat error (upstream quirk kept: it errs safe).
         Err(_) => true,
     };
+    if config.daemonize {
+        // As qemu-ga: after the frozen check, before the log file; no pidfile while frozen.
+        let pidfile = std::path::Path::new(&config.pidfile);
+        crate::sys::daemon::daemonize((!frozen).then_some(pidfile))?;
+    }
     let log = Logger::stderr(config.verbose);
     if !frozen {
         if let Some(path) = &config.logfile {

@@ -201,16 +201,48 @@ mod tests {
     use super::*;
 
     const SHORT: &[ShortOpt<char>] = &[
-        ShortOpt { ch: 'v', has_arg: HasArg::No, val: 'v' },
-        ShortOpt { ch: 'm', has_arg: HasArg::Required, val: 'm' },
-        ShortOpt { ch: 'F', has_arg: HasArg::Optional, val: 'F' },
+        ShortOpt {
+            ch: 'v',
+            has_arg: HasArg::No,
+            val: 'v',
+        },
+        ShortOpt {
+            ch: 'm',
+            has_arg: HasArg::Required,
+            val: 'm',
+        },
+        ShortOpt {
+            ch: 'F',
+            has_arg: HasArg::Optional,
+            val: 'F',
+        },
     ];
     const LONG: &[LongOpt<char>] = &[
-        LongOpt { name: "verbose", has_arg: HasArg::No, val: 'v' },
-        LongOpt { name: "version", has_arg: HasArg::No, val: 'V' },
-        LongOpt { name: "method", has_arg: HasArg::Required, val: 'm' },
-        LongOpt { name: "fsfreeze-hook", has_arg: HasArg::Optional, val: 'F' },
-        LongOpt { name: "verbosity", has_arg: HasArg::No, val: 'v' },
+        LongOpt {
+            name: "verbose",
+            has_arg: HasArg::No,
+            val: 'v',
+        },
+        LongOpt {
+            name: "version",
+            has_arg: HasArg::No,
+            val: 'V',
+        },
+        LongOpt {
+            name: "method",
+            has_arg: HasArg::Required,
+            val: 'm',
+        },
+        LongOpt {
+            name: "fsfreeze-hook",
+            has_arg: HasArg::Optional,
+            val: 'F',
+        },
+        LongOpt {
+            name: "verbosity",
+            has_arg: HasArg::No,
+            val: 'v',
+        },
     ];
     const EXT: &[LongOpt<char>] = &[LongOpt {
         name: "fsfreeze-timeout",
@@ -220,7 +252,11 @@ mod tests {
 
     fn run(args: &[&str]) -> Vec<Event<char>> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let spec = Spec { short: SHORT, long: LONG, extensions: EXT };
+        let spec = Spec {
+            short: SHORT,
+            long: LONG,
+            extensions: EXT,
+        };
         scan("ga", &args, &spec, false)
     }
 
@@ -248,14 +284,26 @@ mod tests {
     fn non_options_are_skipped_and_double_dash_ends() {
         assert_eq!(run(&["a", "-", "-v", "--", "-m"]), [opt('v', None)]);
         let args = vec!["a".to_string(), "-v".to_string()];
-        let spec = Spec { short: SHORT, long: LONG, extensions: EXT };
+        let spec = Spec {
+            short: SHORT,
+            long: LONG,
+            extensions: EXT,
+        };
         assert_eq!(scan("ga", &args, &spec, true), []);
     }
 
     #[test]
     fn long_options_and_prefixes() {
         assert_eq!(
-            run(&["--method=a=b", "--me", "c", "--fs", "/z", "--fsfreeze-t=5", "--verbosi"]),
+            run(&[
+                "--method=a=b",
+                "--me",
+                "c",
+                "--fs",
+                "/z",
+                "--fsfreeze-t=5",
+                "--verbosi"
+            ]),
             [
                 opt('m', Some("a=b")),
                 opt('m', Some("c")),
@@ -285,11 +333,16 @@ mod tests {
         );
         assert_eq!(
             run(&["--method"]),
-            [Event::Error("ga: option '--method' requires an argument".into())]
+            [Event::Error(
+                "ga: option '--method' requires an argument".into()
+            )]
         );
         assert_eq!(
             run(&["-vm"]),
-            [opt('v', None), Event::Error("ga: option requires an argument -- 'm'".into())]
+            [
+                opt('v', None),
+                Event::Error("ga: option requires an argument -- 'm'".into())
+            ]
         );
     }
 }

@@ -7,10 +7,13 @@
 //! keep trailing whitespace, a `\r` before `\n` is dropped. Writing: what
 //! `g_key_file_set_string` stores, used by `--dump-conf`.
 
-/// A parsed key file: groups in file order, each with its `(key, raw value)` pairs.
+/// One group: its name and its `(key, raw value)` pairs in file order.
+type Group = (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// A parsed key file: groups in file order (a repeated header continues its group).
 #[derive(Debug, Default)]
 pub(crate) struct KeyFile {
-    groups: Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)>,
+    groups: Vec<Group>,
 }
 
 impl KeyFile {
@@ -118,10 +121,7 @@ impl KeyFile {
     /// whitespace allowed.
     pub fn get_boolean(&self, group: &str, key: &str) -> Option<Result<bool, String>> {
         let raw = self.raw(group, key)?;
-        let end = raw
-            .iter()
-            .rposition(|b| !is_space(*b))
-            .map_or(0, |i| i + 1);
+        let end = raw.iter().rposition(|b| !is_space(*b)).map_or(0, |i| i + 1);
         Some(match &raw[..end] {
             b"true" | b"1" => Ok(true),
             b"false" | b"0" => Ok(false),
@@ -135,7 +135,8 @@ fn is_space(b: u8) -> bool {
     b.is_ascii_whitespace() || b == 0x0b
 }
 
-fn uninterpretable(key: &str) -> String {
+/// GLib's message for a value `get_string`/`get_boolean` cannot use.
+pub(crate) fn uninterpretable(key: &str) -> String {
     format!("Key file contains key “{key}” which has a value that cannot be interpreted.")
 }
 
@@ -244,7 +245,9 @@ mod tests {
     use super::*;
 
     fn get(text: &str, key: &str) -> Option<Result<String, String>> {
-        KeyFile::parse(text.as_bytes()).unwrap().get_string("general", key)
+        KeyFile::parse(text.as_bytes())
+            .unwrap()
+            .get_string("general", key)
     }
 
     #[test]
@@ -297,8 +300,12 @@ mod tests {
 
     #[test]
     fn strings_and_escapes() {
-        assert_eq!(get("[general]\np=\\s\\ta\\tb\\n\\r\\\\", "p"), Some(Ok(" \ta\tb\n\r\\".into())));
-        let bad = Err("Key file contains key “p” which has a value that cannot be interpreted.".into());
+        assert_eq!(
+            get("[general]\np=\\s\\ta\\tb\\n\\r\\\\", "p"),
+            Some(Ok(" \ta\tb\n\r\\".into()))
+        );
+        let bad =
+            Err("Key file contains key “p” which has a value that cannot be interpreted.".into());
         assert_eq!(get("[general]\np=a\\q", "p"), Some(bad.clone()));
         assert_eq!(get("[general]\np=a\\", "p"), Some(bad.clone()));
         assert_eq!(get("[general]\np=a\\;b", "p"), Some(bad));
@@ -306,14 +313,16 @@ mod tests {
         assert_eq!(
             kf.get_string("general", "p"),
             Some(Err(
-                "Key file contains key “p” with value “\u{FFFD}\u{FFFD}ab” which is not UTF-8".into()
+                "Key file contains key “p” with value “\u{FFFD}\u{FFFD}ab” which is not UTF-8"
+                    .into()
             ))
         );
     }
 
     #[test]
     fn booleans() {
-        let kf = KeyFile::parse(b"[general]\na=true  \nb= 1\nc=0 x\nd=\ne=TRUE\nf=false\n").unwrap();
+        let kf =
+            KeyFile::parse(b"[general]\na=true  \nb= 1\nc=0 x\nd=\ne=TRUE\nf=false\n").unwrap();
         assert_eq!(kf.get_boolean("general", "a"), Some(Ok(true)));
         assert_eq!(kf.get_boolean("general", "b"), Some(Ok(true)));
         assert_eq!(kf.get_boolean("general", "f"), Some(Ok(false)));

@@ -12,7 +12,10 @@ struct FakeEnv {
 
 impl Environment for FakeEnv {
     fn var(&self, name: &str) -> Option<String> {
-        self.vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+        self.vars
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
     }
     fn socket_activation(&self) -> Result<u64, String> {
         self.activation.clone()
@@ -99,15 +102,24 @@ fn defaults() {
         }
     );
     assert_eq!(printed(&["-D"]), DEFAULT_DUMP);
-    assert_eq!(config(&["-m", "isa-serial"]).path.as_deref(), Some("/dev/ttyS0"));
+    assert_eq!(
+        config(&["-m", "isa-serial"]).path.as_deref(),
+        Some("/dev/ttyS0")
+    );
 }
 
 #[test]
 fn getopt_errors_are_printed_once_per_pass() {
     let p = run(&["-x", "-D"]);
-    assert_eq!(p.stderr, [Diagnostic::Plain("qemu-ga: invalid option -- 'x'".into())]);
+    assert_eq!(
+        p.stderr,
+        [Diagnostic::Plain("qemu-ga: invalid option -- 'x'".into())]
+    );
     let e = p.outcome.unwrap_err();
-    assert_eq!(e.stderr, [Diagnostic::Plain("qemu-ga: invalid option -- 'x'".into())]);
+    assert_eq!(
+        e.stderr,
+        [Diagnostic::Plain("qemu-ga: invalid option -- 'x'".into())]
+    );
     assert_eq!(e.stdout, hint());
 
     // The second pass stops at the first error; the first pass reported them all.
@@ -137,9 +149,18 @@ fn getopt_errors_are_printed_once_per_pass() {
 #[test]
 fn getopt_error_texts() {
     let first = |args: &[&str]| error(args).stderr[0].message().to_string();
-    assert_eq!(first(&["-m"]), "qemu-ga: option requires an argument -- 'm'");
-    assert_eq!(first(&["--foo=bar"]), "qemu-ga: unrecognized option '--foo=bar'");
-    assert_eq!(first(&["--help=x"]), "qemu-ga: option '--help' doesn't allow an argument");
+    assert_eq!(
+        first(&["-m"]),
+        "qemu-ga: option requires an argument -- 'm'"
+    );
+    assert_eq!(
+        first(&["--foo=bar"]),
+        "qemu-ga: unrecognized option '--foo=bar'"
+    );
+    assert_eq!(
+        first(&["--help=x"]),
+        "qemu-ga: option '--help' doesn't allow an argument"
+    );
     assert_eq!(
         first(&["--p=x"]),
         "qemu-ga: option '--p=x' is ambiguous; possibilities: '--pidfile' '--path'"
@@ -159,7 +180,15 @@ fn getopt_error_texts() {
 
 #[test]
 fn option_forms() {
-    let c = config(&["-vdmunix-listen", "-px", "--statedir=/s", "--log", "/l", "-r", "extra"]);
+    let c = config(&[
+        "-vdmunix-listen",
+        "-px",
+        "--statedir=/s",
+        "--log",
+        "/l",
+        "-r",
+        "extra",
+    ]);
     assert!(c.verbose && c.daemonize && c.retry_path);
     assert_eq!(c.method, Method::UnixListen);
     assert_eq!(c.path.as_deref(), Some("x"));
@@ -176,12 +205,21 @@ fn fsfreeze_hook_argument_must_be_attached() {
     let hook = |args: &[&str]| config(args).fsfreeze_hook;
     assert_eq!(hook(&[]), None);
     assert_eq!(hook(&["-F"]).as_deref(), Some("/etc/qemu/fsfreeze-hook"));
-    assert_eq!(hook(&["-F", "/x"]).as_deref(), Some("/etc/qemu/fsfreeze-hook"));
+    assert_eq!(
+        hook(&["-F", "/x"]).as_deref(),
+        Some("/etc/qemu/fsfreeze-hook")
+    );
     assert_eq!(hook(&["-F/x"]).as_deref(), Some("/x"));
     assert_eq!(hook(&["-vF/x"]).as_deref(), Some("/x"));
-    assert_eq!(hook(&["--fsfreeze-hook"]).as_deref(), Some("/etc/qemu/fsfreeze-hook"));
+    assert_eq!(
+        hook(&["--fsfreeze-hook"]).as_deref(),
+        Some("/etc/qemu/fsfreeze-hook")
+    );
     assert_eq!(hook(&["--fsfreeze-hook=/y"]).as_deref(), Some("/y"));
-    assert_eq!(hook(&["--fs", "/z"]).as_deref(), Some("/etc/qemu/fsfreeze-hook"));
+    assert_eq!(
+        hook(&["--fs", "/z"]).as_deref(),
+        Some("/etc/qemu/fsfreeze-hook")
+    );
     assert_eq!(hook(&["--fsfreeze-hook="]).as_deref(), Some(""));
 }
 
@@ -191,7 +229,10 @@ fn lists_split_on_commas_and_prepend() {
     assert_eq!(c.block_rpcs, ["b", "a", "c"]);
     assert_eq!(c.allow_rpcs, ["x;y"]);
     assert!(config(&["-b", ""]).block_rpcs.is_empty());
-    assert_eq!(config(&["-b", "a", "-b", ",,"]).block_rpcs, ["a", "", "", ""]);
+    assert_eq!(
+        config(&["-b", "a", "-b", ",,"]).block_rpcs,
+        ["a", "", "", ""]
+    );
     let dump = printed(&["-b", "a", "-b", ",,", "-D"]);
     assert!(dump.contains("\nblock-rpcs=a,,,\n"), "{dump}");
 }
@@ -200,7 +241,12 @@ fn lists_split_on_commas_and_prepend() {
 fn rpc_help_lists_the_command_table() {
     let names: Vec<&str> = crate::commands::COMMANDS.iter().map(|c| c.name).collect();
     let expected: String = names.iter().map(|n| format!("{n}\n")).collect();
-    for args in [["-b", "help"], ["-a", "?"], ["--block-rpcs", "?"], ["--allow", "help"]] {
+    for args in [
+        ["-b", "help"],
+        ["-a", "?"],
+        ["--block-rpcs", "?"],
+        ["--allow", "help"],
+    ] {
         assert_eq!(printed(&args), expected);
     }
     assert!(expected.starts_with("guest-sync-delimited\nguest-sync\nguest-ping\n"));
@@ -219,7 +265,9 @@ fn method_and_path_checks() {
             let e = error(&args);
             assert_eq!(
                 e.stderr,
-                [Diagnostic::Critical("must specify a path for this channel".into())]
+                [Diagnostic::Critical(
+                    "must specify a path for this channel".into()
+                )]
             );
             assert_eq!(e.stdout, "");
         }
@@ -299,7 +347,9 @@ fn config_file_errors() {
         let mut warnings = p.stderr;
         warnings.extend(e.stderr.iter().take(e.stderr.len() - 1).cloned());
         let last = e.stderr.last().unwrap().clone();
-        let Diagnostic::Critical(msg) = last else { panic!("{last:?}") };
+        let Diagnostic::Critical(msg) = last else {
+            panic!("{last:?}")
+        };
         (warnings, msg.strip_prefix(&prefix).unwrap().to_string())
     };
     assert_eq!(
@@ -312,10 +362,15 @@ fn config_file_errors() {
     );
     // Several bad keys: the first error is reported, GLib warns about the others.
     let (warnings, msg) = crit(b"[general]\nmethod=a\\q\npath=\\x\nverbose=maybe\n");
-    assert_eq!(msg, "Key file contains key “method” which has a value that cannot be interpreted.");
+    assert_eq!(
+        msg,
+        "Key file contains key “method” which has a value that cannot be interpreted."
+    );
     assert_eq!(warnings.len(), 2);
-    assert!(matches!(&warnings[1], Diagnostic::GlibWarning(w) if w.ends_with(
-        "The overwriting error message was: Key file contains key “verbose” which has a value that cannot be interpreted.")));
+    assert!(
+        matches!(&warnings[1], Diagnostic::GlibWarning(w) if w.ends_with(
+        "The overwriting error message was: Key file contains key “verbose” which has a value that cannot be interpreted."))
+    );
 
     let e = error(&["-c", "/nonexistent/qga.conf"]);
     assert_eq!(
@@ -326,7 +381,10 @@ fn config_file_errors() {
         )]
     );
     let e = error(&["-c", "/"]);
-    assert_eq!(e.to_string(), "error loading configuration from path: /, Not a regular file");
+    assert_eq!(
+        e.to_string(),
+        "error loading configuration from path: /, Not a regular file"
+    );
     // Missing default or $QGA_CONF file: fine. Present but unreadable as a file: fatal.
     let mut env = env();
     env.vars = vec![("QGA_CONF", String::new())];
@@ -337,7 +395,17 @@ fn config_file_errors() {
 
 #[test]
 fn dump_escapes_like_glib() {
-    let out = printed(&["-p", " a\\b\tc ", "-l", "x\ny\rz", "-f", "\tq", "-t", "\\", "-D"]);
+    let out = printed(&[
+        "-p",
+        " a\\b\tc ",
+        "-l",
+        "x\ny\rz",
+        "-f",
+        "\tq",
+        "-t",
+        "\\",
+        "-D",
+    ]);
     assert_eq!(
         out,
         "[general]\ndaemon=false\nmethod=virtio-serial\npath=\\sa\\\\b\tc \n\
@@ -361,20 +429,31 @@ fn fsfreeze_timeout_extension() {
         Some(Duration::from_secs(5))
     );
     // qemu-ga's abbreviations keep their meaning.
-    assert_eq!(config(&["--fsfreeze"]).fsfreeze_hook.as_deref(), Some(DEFAULT_FSFREEZE_HOOK));
+    assert_eq!(
+        config(&["--fsfreeze"]).fsfreeze_hook.as_deref(),
+        Some(DEFAULT_FSFREEZE_HOOK)
+    );
     let f = ConfFile::new(b"[general]\nfsfreeze-timeout=60\n");
     assert_eq!(
         config(&["-c", f.path()]).fsfreeze_timeout,
         Some(Duration::from_secs(60))
     );
     // 0 on the command line turns the config's value off.
-    assert_eq!(config(&["-c", f.path(), "--fsfreeze-timeout=0"]).fsfreeze_timeout, None);
+    assert_eq!(
+        config(&["-c", f.path(), "--fsfreeze-timeout=0"]).fsfreeze_timeout,
+        None
+    );
     assert!(printed(&["-c", f.path(), "-D"]).ends_with("allow-rpcs=\nfsfreeze-timeout=60\n"));
-    assert_eq!(printed(&["-c", f.path(), "--fsfreeze-timeout=0", "-D"]), DEFAULT_DUMP);
+    assert_eq!(
+        printed(&["-c", f.path(), "--fsfreeze-timeout=0", "-D"]),
+        DEFAULT_DUMP
+    );
     let e = error(&["--fsfreeze-timeout=soon"]);
     assert!(matches!(&e.stderr[..], [Diagnostic::Critical(m)] if m.contains("'soon'")));
     let bad = ConfFile::new(b"[general]\nfsfreeze-timeout=-1\n");
-    assert!(error(&["-c", bad.path()]).to_string().contains("“fsfreeze-timeout”"));
+    assert!(error(&["-c", bad.path()])
+        .to_string()
+        .contains("“fsfreeze-timeout”"));
 }
 
 #[test]
@@ -385,21 +464,33 @@ fn socket_activation() {
     let Ok(Action::Run(c)) = parse_with(&e, &["-m", "isa-serial", "-p", "/q"]).outcome else {
         panic!()
     };
-    assert_eq!((c.method, c.path, c.listen_fd), (Method::UnixListen, None, Some(3)));
-    let Ok(Action::Print(dump)) = parse_with(&e, &["-D"]).outcome else { panic!() };
+    assert_eq!(
+        (c.method, c.path, c.listen_fd),
+        (Method::UnixListen, None, Some(3))
+    );
+    let Ok(Action::Print(dump)) = parse_with(&e, &["-D"]).outcome else {
+        panic!()
+    };
     assert!(dump.contains("method=unix-listen\npidfile="), "{dump}");
     e.family = Some(libc::AF_VSOCK);
-    let Ok(Action::Run(c)) = parse_with(&e, &[]).outcome else { panic!() };
+    let Ok(Action::Run(c)) = parse_with(&e, &[]).outcome else {
+        panic!()
+    };
     assert_eq!(c.method, Method::VsockListen);
 
     e.family = Some(libc::AF_INET);
     let err = parse_with(&e, &["-D"]).outcome.unwrap_err();
-    assert_eq!(err.stderr, [Diagnostic::Critical("unsupported listen fd type".into())]);
+    assert_eq!(
+        err.stderr,
+        [Diagnostic::Critical("unsupported listen fd type".into())]
+    );
     e.activation = Ok(2);
     let err = parse_with(&e, &["-D"]).outcome.unwrap_err();
     assert_eq!(
         err.stderr,
-        [Diagnostic::Critical("qemu-ga only supports listening on one socket".into())]
+        [Diagnostic::Critical(
+            "qemu-ga only supports listening on one socket".into()
+        )]
     );
     e.activation = Err("Socket activation failed: invalid file descriptor fd = 3: x".into());
     let err = parse_with(&e, &["-D"]).outcome.unwrap_err();
@@ -410,7 +501,9 @@ fn socket_activation() {
 fn posixly_correct_stops_at_the_first_non_option() {
     let mut e = env();
     e.vars.push(("POSIXLY_CORRECT", "1".into()));
-    let Ok(Action::Run(c)) = parse_with(&e, &["-v", "x", "-d"]).outcome else { panic!() };
+    let Ok(Action::Run(c)) = parse_with(&e, &["-v", "x", "-d"]).outcome else {
+        panic!()
+    };
     assert!(c.verbose && !c.daemonize);
     assert!(config(&["-v", "x", "-d"]).daemonize);
 }
@@ -448,6 +541,9 @@ fn help_mentions_every_option_and_the_extension() {
     for o in SHORT.iter().filter(|o| o.ch != 's') {
         assert!(help.contains(&format!("-{}", o.ch)), "-{}", o.ch);
     }
-    assert!(help.lines().all(|l| l.chars().count() <= 80), "lines fit a terminal");
+    assert!(
+        help.lines().all(|l| l.chars().count() <= 80),
+        "lines fit a terminal"
+    );
     assert_eq!(printed(&["-D", "-h"]), help);
 }

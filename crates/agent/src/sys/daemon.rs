@@ -25,6 +25,29 @@ impl Pidfile {
     }
 }
 
+impl Pidfile {
+    /// Keeps the pidfile (and its lock) for the rest of the process and unlinks it when
+    /// the process exits through `exit` (returning from `main`, `std::process::exit`), as
+    /// qemu-ga unlinks it on its way out. A process has at most one such pidfile.
+    pub fn keep_until_exit(self) -> Result<(), String> {
+        extern "C" fn unlink_kept() {
+            if let Some(p) = KEPT.get() {
+                let _ = std::fs::remove_file(&p.path);
+            }
+        }
+        KEPT.set(self)
+            .map_err(|p| format!("a pidfile is already kept: {}", p.path.display()))?;
+        // SAFETY: registers a plain extern "C" function without arguments.
+        if unsafe { libc::atexit(unlink_kept) } != 0 {
+            return Err("cannot register the pidfile cleanup".into());
+        }
+        Ok(())
+    }
+}
+
+/// The pidfile kept until exit (statics are never dropped: the lock stays held).
+static KEPT: std::sync::OnceLock<Pidfile> = std::sync::OnceLock::new();
+
 impl Drop for Pidfile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
@@ -65,7 +88,10 @@ pub fn write_pidfile(path: &Path) -> Result<Pidfile, String> {
         lock.l_whence = libc::SEEK_SET as libc::c_short;
         // SAFETY: the fd is open for the duration of the call and `lock` is a valid flock.
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) } != 0 {
-            return Err(format!("Cannot lock pid file: {}", errno_text(&last_error())));
+            return Err(format!(
+                "Cannot lock pid file: {}",
+                errno_text(&last_error())
+            ));
         }
         match std::fs::metadata(path) {
             Ok(m) if m.ino() == ino => {}
@@ -89,17 +115,29 @@ pub fn write_pidfile(path: &Path) -> Result<Pidfile, String> {
 
 /// qemu-ga's `become_daemon`: fork (the parent exits 0 at once), then in the child write
 /// the pidfile if one is given, `umask 077`, `setsid`, `chdir /`, and point stdin, stdout
-/// and stderr at /dev/null. Returns in the child only. On an error the caller logs the
-/// text as critical and exits 1 (the parent has already exited 0, as with qemu-ga).
+/// and stderr at /dev/null. Returns in the child only; the pidfile stays locked until
+/// the process exits and is unlinked then ([`Pidfile::keep_until_exit`]). On an error the
+/// caller logs the text as critical and exits 1 (the parent has already exited 0, as with
+/// qemu-ga). A frozen start passes `None` and writes the pidfile at thaw instead.
 ///
 /// Call it while the process has a single thread: only the calling thread survives fork.
-pub fn daemonize(pidfile: Option<&Path>) -> Result<Option<Pidfile>, String> {
+pub fn daemonize(pidfile: Option<&Path>) -> Result<(), String> {
+    let pid = become_daemon(pidfile)?;
+    pid.map_or(Ok(()), Pidfile::keep_until_exit)
+}
+
+fn become_daemon(pidfile: Option<&Path>) -> Result<Option<Pidfile>, String> {
     // Flush what the parent printed so the child does not print it again.
     let _ = std::io::stdout().flush();
     // SAFETY: fork has no memory-safety preconditions; the child continues with a copy of
     // this single-threaded process.
     match unsafe { libc::fork() } {
-        -1 => return Err(format!("failed to daemonize: {}", errno_text(&last_error()))),
+        -1 => {
+            return Err(format!(
+                "failed to daemonize: {}",
+                errno_text(&last_error())
+            ))
+        }
         0 => {}
         _ => std::process::exit(0),
     }
@@ -262,7 +300,10 @@ mod tests {
         let missing = dir.join("no/such/dir.pid");
         assert_eq!(
             write_pidfile(&missing).unwrap_err(),
-            format!("Could not create '{}': No such file or directory", missing.display())
+            format!(
+                "Could not create '{}': No such file or directory",
+                missing.display()
+            )
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -283,27 +324,29 @@ mod tests {
             return;
         };
         let dir = PathBuf::from(dir);
-        let pid = match daemonize(Some(&dir.join("ga.pid"))) {
-            Ok(p) => p,
-            Err(e) => {
-                // Straight to fd 2: the test harness captures eprintln!.
-                let _ = writeln!(std::io::stderr(), "{e}");
-                std::process::exit(1);
-            }
-        };
+        if let Err(e) = daemonize(Some(&dir.join("ga.pid"))) {
+            // Straight to fd 2: the test harness captures eprintln!.
+            let _ = writeln!(std::io::stderr(), "{e}");
+            std::process::exit(1);
+        }
         for _ in 0..1000 {
             if dir.join("stop").exists() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        drop(pid);
+        // The pidfile goes with the exit, as after SIGTERM.
         std::process::exit(0);
     }
 
     fn spawn_daemon(dir: &Path) -> std::process::Child {
         std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "sys::daemon::tests::daemonize_child", "--test-threads=1", "--nocapture"])
+            .args([
+                "--exact",
+                "sys::daemon::tests::daemonize_child",
+                "--test-threads=1",
+                "--nocapture",
+            ])
             .env("QGA_DAEMON_TEST_DIR", dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -328,16 +371,33 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let pidfile = dir.join("ga.pid");
         let mut parent = spawn_daemon(&dir);
-        assert!(parent.wait().unwrap().success(), "the parent exits 0 right after fork");
-        assert!(wait_for(|| std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))));
-        let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        assert!(
+            parent.wait().unwrap().success(),
+            "the parent exits 0 right after fork"
+        );
+        assert!(wait_for(
+            || std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+        ));
+        let pid: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         assert_ne!(pid, parent.id());
         let proc_dir = PathBuf::from(format!("/proc/{pid}"));
         let status = std::fs::read_to_string(proc_dir.join("status")).unwrap();
         assert!(status.contains("Umask:\t0077"), "{status}");
-        assert_eq!(std::fs::read_link(proc_dir.join("cwd")).unwrap(), Path::new("/"));
+        assert_eq!(
+            std::fs::read_link(proc_dir.join("cwd")).unwrap(),
+            Path::new("/")
+        );
         let stat = std::fs::read_to_string(proc_dir.join("stat")).unwrap();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
         assert_eq!(fields[3], pid.to_string(), "session leader: {stat}");
         for fd in 0..3 {
             let target = std::fs::read_link(proc_dir.join(format!("fd/{fd}"))).unwrap();
@@ -353,10 +413,16 @@ mod tests {
             err.contains("Cannot lock pid file: Resource temporarily unavailable"),
             "{err}"
         );
-        assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), format!("{pid}\n"));
+        assert_eq!(
+            std::fs::read_to_string(&pidfile).unwrap(),
+            format!("{pid}\n")
+        );
 
         std::fs::write(dir.join("stop"), "").unwrap();
-        assert!(wait_for(|| !pidfile.exists()), "the pidfile is unlinked at exit");
+        assert!(
+            wait_for(|| !pidfile.exists()),
+            "the pidfile is unlinked at exit"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
