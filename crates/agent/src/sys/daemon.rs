@@ -385,6 +385,10 @@ mod tests {
             .unwrap();
         assert_ne!(pid, parent.id());
         let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        // The pidfile comes first (as in qemu-ga); stdio is redirected last.
+        assert!(wait_for(
+            || std::fs::read_link(proc_dir.join("fd/2")).is_ok_and(|t| t == Path::new("/dev/null"))
+        ));
         let status = std::fs::read_to_string(proc_dir.join("status")).unwrap();
         assert!(status.contains("Umask:\t0077"), "{status}");
         assert_eq!(
