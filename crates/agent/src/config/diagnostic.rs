@@ -30,13 +30,16 @@ impl Diagnostic {
 
     /// The bytes qemu-ga writes for it (newline included). GLib converts messages to the
     /// C locale's ASCII, so every other character shows as `?`; it colours the level on a
-    /// terminal.
+    /// terminal (level and clock).
     pub fn render(&self, pid: u32, clock: &str, color: bool) -> String {
         let glib = |prefix: &str, level: &str, code: &str, msg: &str| {
-            let level = if color {
-                format!("\x1b[{code}m{level}\x1b[0m")
+            let (level, clock) = if color {
+                (
+                    format!("\x1b[{code}m{level}\x1b[0m"),
+                    format!("\x1b[34m{clock}\x1b[0m"),
+                )
             } else {
-                level.to_string()
+                (level.to_string(), clock.to_string())
             };
             let msg: String = msg
                 .chars()

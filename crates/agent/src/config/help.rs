@@ -11,6 +11,7 @@ use super::{
 /// The usage text for `argv0`.
 pub(super) fn usage(argv0: &str) -> String {
     let version = crate::agent::VERSION;
+    let frozen = frozen_note();
     format!(
         "\
 Usage: {argv0} [-m <method> -p <path>] [<options>]
@@ -56,24 +57,59 @@ QEMU Guest Agent {version} (qga-agent, a drop-in replacement for qemu-ga 10)
                       plug/unplug, etc.); retries every 5 seconds
   -h, --help          display this help and exit
 
-Extensions of qga-agent (off unless given; qemu-ga rejects them):
+Extensions of qga-agent (off unless given; qemu-ga rejects the options and
+ignores the config keys, so one config file serves both):
       --fsfreeze-timeout=SECONDS
                       thaw the filesystems automatically when the guest has
                       stayed frozen longer than SECONDS (0 turns it off).
                       Config file key: fsfreeze-timeout
 
-Config file: group [general], keys named like the long options (daemon=true
-for --daemonize), booleans true/false/1/0. Command-line values override the
-file's; -b/-a lists are added to the file's lists. Check the result with -D.
+Config file: group [general], keys named like the long options, except
+daemon=true for --daemonize; booleans are true/false/1/0. Command-line values
+override the file's; -b/-a lists add to the file's lists. Check with -D.
 
-If DIR/qga.state.isfrozen exists at start, the agent believes the guest is
-frozen: it logs nothing, serves only guest-ping, guest-info, guest-sync,
-guest-sync-delimited, guest-fsfreeze-status and guest-fsfreeze-thaw, and
-ignores SIGTERM until guest-fsfreeze-thaw. If no filesystem is actually
-frozen, remove the file and restart the agent.
+{frozen}
 
 Exit status: 0 after SIGTERM/SIGINT or a closed channel, 1 on a configuration
 or start-up error (the message says which).
 "
     )
+}
+
+/// What a frozen start means, with the commands still served taken from the table.
+fn frozen_note() -> String {
+    let names: Vec<&str> = crate::commands::COMMANDS
+        .iter()
+        .filter(|c| c.frozen_ok)
+        .map(|c| c.name)
+        .collect();
+    let list = match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "nothing".into(),
+    };
+    wrap(&format!(
+        "If <statedir>/qga.state.isfrozen exists at start, the agent assumes the guest \
+         is frozen: it logs nothing, serves only {list}, and ignores SIGTERM until \
+         guest-fsfreeze-thaw. If no filesystem is actually frozen, remove the file and \
+         restart the agent."
+    ))
+}
+
+/// Fills `text` into lines of at most 78 columns.
+fn wrap(text: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > 78 {
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out + &line
 }

@@ -517,7 +517,7 @@ fn diagnostics_render_like_glib_and_qemu_ga() {
     );
     assert_eq!(
         crit.render(42, "06:49:42.134", true),
-        "\n** (process:42): \x1b[1;35mCRITICAL\x1b[0m **: 06:49:42.134: line ?foo? bad\n"
+        "\n** (process:42): \x1b[1;35mCRITICAL\x1b[0m **: \x1b[34m06:49:42.134\x1b[0m: line ?foo? bad\n"
     );
     assert_eq!(
         Diagnostic::GlibWarning("w".into()).render(7, "00:00:00.000", false),
