@@ -310,6 +310,7 @@ fn config_file_matches_qemu_ga() {
             b"[general]\npath=c\n",
         ),
         case(&["-c", "/", "-D"]),
+        case(&["-c", "/nonexistent/é.conf", "-D"]),
         case(&["-c", "", "-D"]),
         Case {
             args: &["-D"],
