@@ -309,7 +309,7 @@ mod tests {
         );
         let out = fsinfo(&v);
         let lines: Vec<&str> = out.lines().collect();
-        assert!(lines[1].starts_with("/      ext4  vda1"), "{out}");
+        assert!(lines[1].starts_with("/           ext4  vda1"), "{out}");
         assert!(lines[1].ends_with("50%   /dev/vda"), "{out}");
         assert!(lines[2].contains("1%"), "{out}");
         assert!(out.lines().all(|l| l.len() <= 80));

@@ -130,13 +130,16 @@ pub fn resolve(sockets: &[String], domains: &[String]) -> Result<(Vec<Target>, b
         n.strip_suffix(".sock").map(str::to_string).unwrap_or(n)
     };
     let names: Vec<String> = paths.iter().map(|p| short(p)).collect();
+    // Two sockets with the same file name in different directories: full paths for all.
+    let mut sorted = names.clone();
+    sorted.sort();
+    let ambiguous = sorted.windows(2).any(|w| w[0] == w[1]);
     let mut targets = Vec::new();
-    for (p, n) in paths.iter().zip(&names) {
-        // Two sockets with the same file name in different directories: full paths.
-        let name = if names.iter().filter(|x| *x == n).count() > 1 {
+    for (p, n) in paths.iter().zip(names) {
+        let name = if ambiguous {
             p.display().to_string()
         } else {
-            n.clone()
+            n
         };
         targets.push(Target {
             name,
@@ -183,8 +186,10 @@ mod tests {
             names[0].ends_with("/a/x.sock") && names[2].ends_with("/b/x.sock"),
             "{names:?}"
         );
-        assert_eq!(names[1], "y");
+        assert!(names[1].ends_with("/a/y.sock"), "{names:?}");
         assert_eq!(t[3].kind, Kind::Libvirt("vm9".into()));
+        let (t, _) = resolve(&[format!("{}/a/*.sock", dir.display())], &[]).unwrap();
+        assert_eq!([t[0].name.as_str(), t[1].name.as_str()], ["x", "y"]);
         assert!(resolve(&[format!("{}/*.nope", dir.display())], &[]).is_err());
         let (t, fan) = resolve(&["/run/one.sock".into()], &[]).unwrap();
         assert!(!fan);

@@ -1,0 +1,371 @@
+//! `qga` end to end against real agents on unix sockets: our `qga-agent` and the
+//! reference qemu-ga 10.0.2, the same checks for both. Only read-only commands,
+//! guest-exec and guest-file-* on files under temporary directories are sent.
+
+mod common;
+
+use common::{binary_data, get, json, qga, text, Agent, Which};
+use qga_proto::Value;
+use std::time::Duration;
+
+fn exec_output_and_exit_code(w: Which) {
+    let a = Agent::start(w, &[]);
+    let s = a.sock.to_str().unwrap();
+    let o = qga(
+        &[
+            "--socket",
+            s,
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        b"",
+    );
+    assert_eq!(text(&o.stdout), "out\n");
+    assert_eq!(text(&o.stderr), "err\n");
+    assert_eq!(o.status.code(), Some(3));
+
+    let o = qga(
+        &["--socket", s, "exec", "--", "sh", "-c", "kill -KILL $$"],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(128 + 9), "{}", text(&o.stderr));
+
+    // Options of the program are not qga's.
+    let o = qga(&["-s", s, "exec", "printf", "%s|", "--json", "-x"], b"");
+    assert_eq!(text(&o.stdout), "--json|-x|");
+    assert_eq!(o.status.code(), Some(0));
+}
+
+fn exec_stdin_and_env(w: Which) {
+    let a = Agent::start(w, &[]);
+    let s = a.sock.to_str().unwrap();
+    let data = binary_data(100_000);
+    let o = qga(&["-s", s, "exec", "--stdin", "-", "--", "sha256sum"], &data);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        format!("{}  -\n", qga_cli::sha256::hex(&data))
+    );
+
+    let f = a.dir.join("input.txt");
+    std::fs::write(&f, "from a file\n").unwrap();
+    let o = qga(
+        &[
+            "-s",
+            s,
+            "exec",
+            "--stdin",
+            f.to_str().unwrap(),
+            "--env",
+            "GREETING=hi",
+            "--",
+            "sh",
+            "-c",
+            "read l; echo \"$GREETING $l\"",
+        ],
+        b"",
+    );
+    assert_eq!(text(&o.stdout), "hi from a file\n", "{}", text(&o.stderr));
+
+    let o = qga(
+        &[
+            "-s",
+            s,
+            "--json",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "printf 'a\\tb'; echo e >&2; exit 4",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(4));
+    let v = json(&o.stdout);
+    assert_eq!(get(&v, "exitcode"), &Value::Int(4));
+    assert_eq!(get(&v, "stdout"), &Value::str("a\tb"));
+    assert_eq!(get(&v, "stderr"), &Value::str("e\n"));
+    assert_eq!(get(&v, "signal"), &Value::Null);
+}
+
+fn cp_both_ways(w: Which) {
+    let a = Agent::start(w, &[]);
+    let s = a.sock.to_str().unwrap();
+    let local = common::TempDir::new();
+    // 2.5 chunks of 1 MiB, every byte value.
+    let data = binary_data((5 << 20) / 2 + 7);
+    let src = local.join("src.bin");
+    std::fs::write(&src, &data).unwrap();
+    let guest = a.dir.join("guest.bin");
+    let dst = format!(":{}", guest.display());
+    let o = qga(&["-s", s, "cp", src.to_str().unwrap(), &dst], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("sha256 checked in the guest"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(std::fs::read(&guest).unwrap(), data);
+
+    // Into a directory, keeping the name.
+    let gdir = a.dir.join("d");
+    std::fs::create_dir(&gdir).unwrap();
+    let o = qga(
+        &[
+            "-s",
+            s,
+            "cp",
+            src.to_str().unwrap(),
+            &format!(":{}", gdir.display()),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read(gdir.join("src.bin")).unwrap(), data);
+
+    let back = local.join("back.bin");
+    let o = qga(&["-s", s, "cp", &dst, back.to_str().unwrap()], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("size checked"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+
+    // To a local directory: keeps the guest file's name.
+    let o = qga(
+        &["-s", s, "--json", "cp", &dst, local.0.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v = json(&o.stdout);
+    assert_eq!(get(&v, "bytes"), &Value::Int(data.len() as i64));
+    assert_eq!(get(&v, "sha256"), &Value::str(qga_cli::sha256::hex(&data)));
+    assert_eq!(std::fs::read(local.join("guest.bin")).unwrap(), data);
+
+    let o = qga(&["-s", s, "cat", &dst], b"");
+    assert_eq!(o.stdout, data);
+
+    // A missing guest file: exit 1, one line, and no partial file left behind.
+    let o = qga(
+        &[
+            "-s",
+            s,
+            "cp",
+            &format!(":{}/nope", a.dir.0.display()),
+            local.join("nope").to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert!(std::fs::read_dir(&local.0).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("partial")));
+}
+
+fn disabled_command(w: Which) {
+    let a = Agent::start(w, &["-b", "guest-exec"]);
+    let s = a.sock.to_str().unwrap();
+    let o = qga(&["-s", s, "exec", "--", "true"], b"");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        text(&o.stderr),
+        "qga: guest-exec is disabled on this guest (agent started with a block/allow list, or filesystems are frozen)\n"
+    );
+    let o = qga(&["-s", s, "info"], b"");
+    assert!(
+        text(&o.stdout).contains("disabled (1):\n  guest-exec\n"),
+        "{}",
+        text(&o.stdout)
+    );
+    // Upload verification falls back to reading the file back.
+    let local = common::TempDir::new();
+    let src = local.join("f");
+    std::fs::write(&src, b"abc").unwrap();
+    let o = qga(
+        &[
+            "-s",
+            s,
+            "cp",
+            src.to_str().unwrap(),
+            &format!(":{}", a.dir.join("f").display()),
+        ],
+        b"",
+    );
+    assert!(
+        text(&o.stdout).contains("by reading it back"),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let o = qga(&["-s", s, "raw", r#"{"execute":"guest-no-such"}"#], b"");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        text(&o.stdout),
+        "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command guest-no-such has not been found\"}}\n"
+    );
+}
+
+fn dead_and_busy(w: Which) {
+    let mut a = Agent::start(w, &[]);
+    let s = a.sock.to_str().unwrap().to_string();
+    // Someone else holds the agent: it serves one client at a time.
+    let holder = std::os::unix::net::UnixStream::connect(&a.sock).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let o = qga(&["-s", &s, "--timeout", "1", "ping"], b"");
+    assert_eq!(o.status.code(), Some(3));
+    let err = text(&o.stderr);
+    assert!(err.contains("busy with another client"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+    drop(holder);
+
+    a.stop();
+    let o = qga(&["-s", &s, "ping"], b"");
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        text(&o.stderr).contains("nothing is listening"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = qga(&["-s", &format!("{s}.missing"), "--json", "ping"], b"");
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        text(&o.stderr).starts_with("qga: no such socket: "),
+        "{}",
+        text(&o.stderr)
+    );
+    let v = json(&o.stdout);
+    assert_eq!(get(get(&v, "error"), "kind"), &Value::str("no-socket"));
+}
+
+fn fan_out_three(w: Which) {
+    let agents: Vec<Agent> = (0..3).map(|_| Agent::start(w, &[])).collect();
+    // One glob for all three: each lives in its own directory as `sock`.
+    let parent = agents[0].dir.0.parent().unwrap().to_path_buf();
+    let pattern = format!(
+        "{}/qga-cli-test.{}.*/sock",
+        parent.display(),
+        std::process::id()
+    );
+    let socks: Vec<String> = agents
+        .iter()
+        .map(|a| a.sock.display().to_string())
+        .collect();
+    let o = qga(
+        &[
+            "-s", &socks[0], "-s", &socks[1], "-s", &socks[2], "exec", "--", "echo", "hi",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    for s in &socks {
+        assert!(out.contains(&format!("{s}: hi\n")), "{out}");
+    }
+    let o = qga(&["-s", &pattern, "--json", "ping"], b"");
+    let v = json(&o.stdout);
+    let Value::List(items) = &v else {
+        panic!("{v:?}")
+    };
+    assert!(items.len() >= 3, "{v:?}");
+    for s in &socks {
+        assert!(
+            items
+                .iter()
+                .any(|i| get(i, "guest") == &Value::str(s.as_str())),
+            "{v:?}"
+        );
+    }
+    // One guest failing makes the whole run fail, and says which.
+    let bad = format!("{}.gone", socks[2]);
+    let o = qga(
+        &[
+            "-s", &socks[0], "-s", &socks[1], "-s", &bad, "--json", "ping",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(3));
+    let v = json(&o.stdout);
+    let Value::List(items) = &v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(items.len(), 3);
+    assert_eq!(get(&items[0], "exit"), &Value::Int(0));
+    assert_eq!(
+        get(get(&items[2], "error"), "kind"),
+        &Value::str("no-socket")
+    );
+    assert!(
+        text(&o.stderr).starts_with(&format!("{bad}: error: no such socket")),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+fn json_queries(w: Which) {
+    let a = Agent::start(w, &[]);
+    let s = a.sock.to_str().unwrap();
+    let o = qga(&["-s", s, "--json", "info"], b"");
+    let v = json(&o.stdout);
+    let Value::List(cmds) = get(&v, "supported_commands") else {
+        panic!()
+    };
+    assert!(cmds
+        .iter()
+        .any(|c| get(c, "name") == &Value::str("guest-exec")));
+    for q in ["osinfo", "vcpus", "ifaddr", "users", "time", "fsfreeze"] {
+        let args: Vec<&str> = if q == "fsfreeze" {
+            vec!["-s", s, "--json", q, "status"]
+        } else {
+            vec!["-s", s, "--json", q]
+        };
+        let o = qga(&args, b"");
+        assert_eq!(o.status.code(), Some(0), "{q}: {}", text(&o.stderr));
+        let v = json(&o.stdout);
+        match q {
+            "osinfo" => assert!(matches!(get(&v, "kernel-release"), Value::Str(_))),
+            "vcpus" => assert!(matches!(v, Value::List(ref l) if !l.is_empty())),
+            "time" => {
+                assert!(matches!(get(&v, "time"), Value::Int(t) if *t > 1_600_000_000_000_000_000))
+            }
+            "fsfreeze" => assert_eq!(v, Value::str("thawed")),
+            _ => {}
+        }
+    }
+    let o = qga(&["-s", s, "ping"], b"");
+    assert_eq!(
+        (text(&o.stdout).as_str(), o.status.code()),
+        ("ok\n", Some(0))
+    );
+}
+
+macro_rules! both {
+    ($($name:ident),*) => {
+        mod ours {
+            $(#[test] fn $name() { super::$name(super::Which::Ours) })*
+        }
+        mod reference {
+            $(#[test] fn $name() { super::$name(super::Which::Reference) })*
+        }
+    };
+}
+
+both!(
+    exec_output_and_exit_code,
+    exec_stdin_and_env,
+    cp_both_ways,
+    disabled_command,
+    dead_and_busy,
+    fan_out_three,
+    json_queries
+);
