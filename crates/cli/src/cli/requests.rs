@@ -93,7 +93,7 @@ pub fn ssh_remove(user: &str, keys: Vec<String>) -> GuestSshRemoveAuthorizedKeys
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qga_proto::{Command, ToQapi};
+    use qga_proto::Command;
 
     fn json<C: Command>(c: &C) -> String {
         format!(
