@@ -57,12 +57,12 @@ impl Libvirt {
             return Ok(line);
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        Err(classify(&self.domain, command, stderr.trim(), timeout))
+        Err(classify(&self.domain, command, stderr.trim()))
     }
 }
 
 /// Turns virsh's `error: ...` text into the same errors a direct connection gives.
-fn classify(domain: &str, command: &str, stderr: &str, timeout: Option<Duration>) -> Error {
+fn classify(domain: &str, command: &str, stderr: &str) -> Error {
     let text = stderr
         .lines()
         .map(|l| l.trim_start_matches("error: "))
@@ -80,12 +80,8 @@ fn classify(domain: &str, command: &str, stderr: &str, timeout: Option<Duration>
         };
         return Error::from_reply(command, class, desc);
     }
-    if text.contains("not responding") || text.contains("timed out") || text.contains("timeout") {
-        return Error::Timeout {
-            command: format!("{domain}: {command}"),
-            waited: timeout.unwrap_or_default(),
-        };
-    }
+    // Everything else (agent not connected or not responding, no such domain, ...)
+    // is libvirt's own report: keep its words; it is a connection-level failure.
     Error::Libvirt {
         domain: domain.to_string(),
         detail: text,
@@ -103,7 +99,6 @@ mod tests {
             "guest-exec",
             "error: internal error: unable to execute QEMU agent command 'guest-exec': \
              Command guest-exec has been disabled: the command is not allowed",
-            Some(Duration::from_secs(5)),
         );
         assert!(matches!(e, Error::Disabled { .. }), "{e:?}");
         let e = classify(
@@ -111,7 +106,6 @@ mod tests {
             "guest-file-open",
             "error: internal error: unable to execute QEMU agent command 'guest-file-open': \
              failed to open file '/x' (mode: 'r'): No such file or directory",
-            Some(Duration::from_secs(5)),
         );
         match e {
             Error::Guest { desc, .. } => {
@@ -126,15 +120,13 @@ mod tests {
             "vm1",
             "guest-ping",
             "error: Guest agent is not responding: QEMU guest agent is not connected",
-            Some(Duration::from_secs(5)),
         );
-        assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
-        let e = classify(
-            "vm1",
-            "guest-ping",
-            "error: failed to get domain 'vm1'",
-            None,
+        assert_eq!(
+            e.to_string(),
+            "libvirt domain vm1: Guest agent is not responding: QEMU guest agent is not connected"
         );
+        assert_eq!(e.exit_code(), crate::error::EXIT_CONNECTION);
+        let e = classify("vm1", "guest-ping", "error: failed to get domain 'vm1'");
         assert_eq!(
             e.to_string(),
             "libvirt domain vm1: failed to get domain 'vm1'"

@@ -245,6 +245,13 @@ pub struct Fake {
 
 impl Fake {
     pub fn start(replies: &[(&str, &str)]) -> Fake {
+        Fake::start_with(b"", replies)
+    }
+
+    /// Same, writing `greeting` first on every connection (stale bytes a real channel
+    /// may hold from an earlier client).
+    pub fn start_with(greeting: &[u8], replies: &[(&str, &str)]) -> Fake {
+        let greeting = greeting.to_vec();
         let dir = TempDir::new();
         let sock = dir.join("fake.sock");
         let listener = UnixListener::bind(&sock).expect("bind fake agent");
@@ -257,6 +264,7 @@ impl Fake {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { return };
+                let _ = conn.write_all(&greeting);
                 serve(&mut conn, &replies, &log);
             }
         });
