@@ -2,6 +2,8 @@
 //! subcommand on one guest, or on every guest at once (one thread each).
 
 pub mod args;
+pub mod command;
+pub mod help;
 pub mod requests;
 pub mod run;
 pub mod show;
