@@ -33,6 +33,18 @@ fn exec_output_and_exit_code(w: Which) {
     );
     assert_eq!(o.status.code(), Some(128 + 9), "{}", text(&o.stderr));
 
+    // A program that outlives `exec --timeout`: exit 3, and it keeps its pid.
+    let o = qga(
+        &["-s", s, "exec", "--timeout", "0.3", "--", "sleep", "2"],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(3));
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with("qga: guest process ") && err.contains("still running after 0.3s"),
+        "{err}"
+    );
+
     // Options of the program are not qga's.
     let o = qga(&["-s", s, "exec", "printf", "%s|", "--json", "-x"], b"");
     assert_eq!(text(&o.stdout), "--json|-x|");
