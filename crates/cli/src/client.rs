@@ -142,6 +142,31 @@ impl Client {
         }
     }
 
+    /// Whether requests go through libvirt (one `virsh` run each, request on its
+    /// command line: no pipelining, and each request under
+    /// [`LIBVIRT_MAX_REQUEST`](crate::LIBVIRT_MAX_REQUEST)).
+    pub fn is_libvirt(&self) -> bool {
+        matches!(self.transport, Transport::Libvirt { .. })
+    }
+
+    /// Transfer settings that suit the transport: through libvirt, one request at a
+    /// time, and upload chunks small enough for virsh's command line.
+    pub fn transfer_options(&self, upload: bool) -> crate::TransferOptions {
+        if self.is_libvirt() && !upload {
+            crate::TransferOptions {
+                chunk: 1 << 20,
+                window: 1,
+            }
+        } else if self.is_libvirt() {
+            crate::TransferOptions {
+                chunk: 48 << 10,
+                window: 1,
+            }
+        } else {
+            crate::TransferOptions::default()
+        }
+    }
+
     /// What this client talks to (socket path or domain), for messages.
     pub fn name(&self) -> &str {
         &self.name

@@ -66,4 +66,5 @@ pub mod wire;
 pub use client::{Client, Pending, Reply, DEFAULT_TIMEOUT};
 pub use error::{Error, Result};
 pub use exec::{next_poll_delay, ExecOutput, ExecRequest, DEFAULT_GUEST_PATH};
+pub use libvirt::LIBVIRT_MAX_REQUEST;
 pub use transfer::{Transfer, TransferOptions, Verified};

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+/// The largest request passed to virsh: Linux limits one command-line argument to
+/// 128 KiB (`MAX_ARG_STRLEN`).
+pub const LIBVIRT_MAX_REQUEST: usize = 120 << 10;
+
 /// How to run virsh for one domain.
 #[derive(Debug, Clone)]
 pub(crate) struct Libvirt {
@@ -33,6 +37,16 @@ impl Libvirt {
         json: &[u8],
         timeout: Option<Duration>,
     ) -> Result<Vec<u8>> {
+        if json.len() > LIBVIRT_MAX_REQUEST {
+            return Err(Error::Libvirt {
+                domain: self.domain.clone(),
+                detail: format!(
+                    "{command}: the request is {} KiB, more than virsh's command line takes ({} KiB)",
+                    json.len() >> 10,
+                    LIBVIRT_MAX_REQUEST >> 10
+                ),
+            });
+        }
         let mut cmd = Command::new(&self.virsh);
         cmd.arg("qemu-agent-command").arg(&self.domain);
         match timeout {

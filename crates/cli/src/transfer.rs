@@ -277,6 +277,11 @@ impl Client {
         t: &Transfer,
         opts: TransferOptions,
     ) -> Result<Verified> {
+        let opts = if self.is_libvirt() {
+            self.transfer_options(false)
+        } else {
+            opts
+        };
         let (theirs, how) = match self.guest_sha256(dest)? {
             Some(h) => (h, Verified::GuestSha256),
             None => {

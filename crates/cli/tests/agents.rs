@@ -361,7 +361,110 @@ fn json_queries(w: Which) {
     );
 }
 
+/// The libvirt transport end to end: a stand-in `virsh` that hands each request to
+/// the agent's socket with `qga raw` (a fresh connection per request, as libvirt's
+/// own would be) and reports error replies the way virsh does.
+fn libvirt_via_stand_in(w: Which) {
+    let a = Agent::start(w, &[]);
+    let tools = common::TempDir::new();
+    let virsh = tools.join("virsh");
+    std::fs::write(
+        &virsh,
+        format!(
+            "#!/bin/sh\n\
+             [ \"$1 $2 $3\" = \"qemu-agent-command vm1 --timeout\" ] || {{ echo \"error: bad args: $*\" >&2; exit 1; }}\n\
+             out=$('{qga}' -s '{sock}' raw \"$5\")\n\
+             case \"$out\" in *'\"error\"'*) echo \"error: internal error: unable to execute QEMU agent command 'x': $(printf '%s' \"$out\" | sed 's/.*\"desc\": \"\\(.*\\)\"}}}}$/\\1/')\" >&2; exit 1;; esac\n\
+             printf '%s\\n' \"$out\"\n",
+            qga = env!("CARGO_BIN_EXE_qga"),
+            sock = a.sock.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&virsh)
+        .status()
+        .unwrap();
+    let env = [("QGA_VIRSH", virsh.to_str().unwrap())];
+    let data = binary_data(200_000);
+    let src = tools.join("up.bin");
+    std::fs::write(&src, &data).unwrap();
+    let guest = a.dir.join("via-libvirt.bin");
+    let o = common::qga_env(
+        &[
+            "-d",
+            "vm1",
+            "cp",
+            src.to_str().unwrap(),
+            &format!(":{}", guest.display()),
+        ],
+        b"",
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("sha256 checked in the guest"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(std::fs::read(&guest).unwrap(), data);
+    let back = tools.join("back.bin");
+    let o = common::qga_env(
+        &[
+            "-d",
+            "vm1",
+            "cp",
+            &format!(":{}", guest.display()),
+            back.to_str().unwrap(),
+        ],
+        b"",
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    let o = common::qga_env(
+        &[
+            "-d",
+            "vm1",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo via libvirt; exit 5",
+        ],
+        b"",
+        &env,
+    );
+    assert_eq!(
+        (text(&o.stdout).as_str(), o.status.code()),
+        ("via libvirt\n", Some(5)),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = common::qga_env(
+        &[
+            "-d",
+            "vm1",
+            "cat",
+            &format!(":{}/missing", a.dir.0.display()),
+        ],
+        b"",
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("No such file or directory"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
 mod reference {
+    #[test]
+    fn libvirt_via_stand_in() {
+        super::libvirt_via_stand_in(super::Which::Reference)
+    }
     use super::Which::Reference;
     #[test]
     fn exec_output_and_exit_code() {
@@ -399,6 +502,11 @@ mod reference {
 /// the `ignore` then.
 mod ours {
     use super::Which::Ours;
+    #[test]
+    #[ignore = "needs guest-exec and guest-file-* in qga-agent"]
+    fn libvirt_via_stand_in() {
+        super::libvirt_via_stand_in(Ours)
+    }
     #[test]
     #[ignore = "needs guest-exec in qga-agent"]
     fn exec_output_and_exit_code() {

@@ -9,7 +9,7 @@ use qga_cli::wire::{
     GuestFsfreezeStatusArgs, GuestFsfreezeThawArgs, GuestFstrimArgs, GuestGetTimeArgs,
     GuestInfoArgs, GuestPingArgs, GuestSshGetAuthorizedKeysArgs,
 };
-use qga_cli::{b64, Client, Error, ExecRequest, Result, TransferOptions, Verified};
+use qga_cli::{b64, Client, Error, ExecRequest, Result, Verified};
 use qga_proto::{ToQapi, Value};
 
 use super::args::Cmd;
@@ -123,7 +123,7 @@ pub fn run(cmd: &Cmd, c: &mut Client, io: &mut Io, prep: &Prepared) -> Result<Do
             }
         }
         Cmd::Cat { path } => {
-            let opts = TransferOptions::default();
+            let opts = c.transfer_options(false);
             if io.json {
                 let mut data = Vec::new();
                 c.download(path, &mut data, opts, false, &mut |_, _| {})?;
@@ -203,6 +203,13 @@ pub fn run(cmd: &Cmd, c: &mut Client, io: &mut Io, prep: &Prepared) -> Result<Do
         }
         Cmd::Passwd { user, crypted } => {
             let pw = prep.password.as_deref().unwrap_or_default();
+            if c.is_libvirt() {
+                writeln!(
+                    io.err,
+                    "qga: note: through libvirt the request (password base64-encoded) is on virsh's command line while it runs"
+                )
+                .ok();
+            }
             c.call(requests::passwd(user, pw, *crypted))?;
             out(io, &format!("password for {user} set\n"))?;
             ok(obj(vec![]))
@@ -351,7 +358,7 @@ fn upload(c: &mut Client, io: &mut Io, src: &str, dst: &str, verify: bool) -> Re
     } else {
         dst.to_string()
     };
-    let opts = TransferOptions::default();
+    let opts = c.transfer_options(true);
     let mut bar = Progress::new(&format!("{name} →"), io.progress);
     let t = match c.upload(&mut file, &dest, opts, &mut |n| bar.update(n, Some(total))) {
         // `qga cp f :/tmp`: the destination is a directory.
@@ -405,7 +412,7 @@ fn download(c: &mut Client, io: &mut Io, src: &str, dst: &str, verify: bool) -> 
     let r = c.download(
         src,
         &mut file,
-        TransferOptions::default(),
+        c.transfer_options(false),
         verify,
         &mut |n, t| bar.update(n, t),
     );
