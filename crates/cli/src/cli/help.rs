@@ -13,7 +13,10 @@ Where (several, or a glob, run COMMAND on every guest at once):
   -d, --libvirt DOMAIN    go through libvirt (virsh qemu-agent-command)
 Options:
   -t, --timeout SECONDS   time allowed for each reply (default 10)
-      --json              print exactly one JSON document on stdout
+      --json              print exactly one JSON document on stdout: the
+                          result, or {\"error\": {\"kind\", \"message\"}}; with
+                          several guests an array of {\"guest\", \"exit\",
+                          \"result\"} or {\"guest\", \"error\"} objects
   -h, --help              this help (-V, --version: the version)
 
 Commands:
