@@ -261,13 +261,12 @@ fn dead_and_busy(w: Which) {
 
 fn fan_out_three(w: Which) {
     let agents: Vec<Agent> = (0..3).map(|_| Agent::start(w, &[])).collect();
-    // One glob for all three: each lives in its own directory as `sock`.
-    let parent = agents[0].dir.0.parent().unwrap().to_path_buf();
-    let pattern = format!(
-        "{}/qga-cli-test.{}.*/sock",
-        parent.display(),
-        std::process::id()
-    );
+    // One glob for all three: symlinks to their sockets in a directory of our own.
+    let links = common::TempDir::new();
+    for (i, a) in agents.iter().enumerate() {
+        std::os::unix::fs::symlink(&a.sock, links.join(&format!("g{i}.sock"))).unwrap();
+    }
+    let pattern = format!("{}/*.sock", links.0.display());
     let socks: Vec<String> = agents
         .iter()
         .map(|a| a.sock.display().to_string())
@@ -285,19 +284,27 @@ fn fan_out_three(w: Which) {
         assert!(out.contains(&format!("{s}: hi\n")), "{out}");
     }
     let o = qga(&["-s", &pattern, "--json", "ping"], b"");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let v = json(&o.stdout);
     let Value::List(items) = &v else {
         panic!("{v:?}")
     };
-    assert!(items.len() >= 3, "{v:?}");
-    for s in &socks {
-        assert!(
-            items
-                .iter()
-                .any(|i| get(i, "guest") == &Value::str(s.as_str())),
-            "{v:?}"
-        );
-    }
+    let names: Vec<&Value> = items.iter().map(|i| get(i, "guest")).collect();
+    assert_eq!(
+        names,
+        [&Value::str("g0"), &Value::str("g1"), &Value::str("g2")]
+    );
+    assert!(items
+        .iter()
+        .all(|i| get(i, "result") == &Value::Dict(Default::default())));
+    let o = qga(
+        &["-s", &pattern, "exec", "--", "sh", "-c", "echo a; echo b"],
+        b"",
+    );
+    assert_eq!(
+        text(&o.stdout),
+        "g0: a\ng0: b\ng1: a\ng1: b\ng2: a\ng2: b\n"
+    );
     // One guest failing makes the whole run fail, and says which.
     let bad = format!("{}.gone", socks[2]);
     let o = qga(
