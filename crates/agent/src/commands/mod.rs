@@ -17,6 +17,8 @@
 //! guest-get-load, guest-network-get-route.
 
 use qga_proto::cmds::core::*;
+use qga_proto::cmds::freeze::*;
+use qga_proto::cmds::storage::*;
 
 use crate::command;
 use crate::dispatch::CommandDef;
@@ -25,6 +27,7 @@ pub mod core;
 pub mod exec;
 pub mod file;
 pub mod fsfreeze;
+pub mod storage;
 
 /// Every command, in registration order.
 pub static COMMANDS: &[CommandDef] = &[
@@ -33,6 +36,14 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestPingArgs => core::ping).frozen_ok(),
     command!(GuestGetTimeArgs => core::get_time),
     command!(GuestInfoArgs => core::info).frozen_ok(),
+    command!(GuestFsfreezeStatusArgs => fsfreeze::status).frozen_ok(),
+    command!(GuestFsfreezeFreezeArgs => fsfreeze::freeze),
+    command!(GuestFsfreezeFreezeListArgs => fsfreeze::freeze_list),
+    command!(GuestFsfreezeThawArgs => fsfreeze::thaw).frozen_ok(),
+    command!(GuestFstrimArgs => fsfreeze::fstrim),
+    command!(GuestGetDisksArgs => storage::get_disks),
+    command!(GuestGetFsinfoArgs => storage::get_fsinfo),
+    command!(GuestGetDiskstatsArgs => storage::get_diskstats),
 ];
 
 #[cfg(test)]

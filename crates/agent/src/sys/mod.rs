@@ -2,5 +2,14 @@
 //! agent never writes `cfg(target_os)`. Parsers take a root path or the file's text so
 //! tests feed them recorded fixtures.
 
+pub mod blockdev;
+pub mod bounded;
+pub mod disks;
+pub mod diskstats;
+pub mod fsfreeze;
 pub mod mounts;
+pub mod nvme;
 pub mod run;
+pub mod scan;
+pub mod statvfs;
+pub mod udev;
