@@ -1,14 +1,17 @@
-//! Typed commands the CLI sends, for the families whose wire types are not yet in
-//! `qga_proto::cmds` (exec, file, fsfreeze/fstrim, and the state-changing commands).
+//! The typed commands the CLI sends: re-exported from `qga_proto::cmds` where the
+//! shared wire types exist (core, fsfreeze/fstrim), declared here for the families
+//! whose types have not landed in `crates/proto` yet (exec, file, and shutdown,
+//! set-time, set-user-password, ssh keys).
 //!
-//! Declared with proto's own macros, so they implement [`qga_proto::Command`] exactly as
-//! the shared types will; once the family helpers land their types in `crates/proto`,
-//! these definitions are replaced by re-exports of those (same names, same members).
+//! The local ones use proto's own macros, so they implement [`qga_proto::Command`]
+//! exactly as the shared types do, with the same names and members as the family
+//! branches; when those land, each section here becomes a `pub use` line.
 
 use qga_proto::qapi::{ArgError, Empty, FromQapi, Path, ToQapi};
 use qga_proto::{qapi_command, qapi_enum, qapi_struct, Value};
 
 pub use qga_proto::cmds::core::*;
+pub use qga_proto::cmds::freeze::*;
 
 // ---- guest-exec ----------------------------------------------------------------
 
@@ -264,84 +267,6 @@ qapi_struct! {
     }
 }
 qapi_command!(GuestFileFlushArgs, "guest-file-flush", Empty);
-
-// ---- fsfreeze and fstrim -----------------------------------------------------------
-
-qapi_enum! {
-    /// GuestFsfreezeStatus.
-    pub enum GuestFsfreezeStatus {
-        /// Not frozen.
-        Thawed = "thawed",
-        /// Frozen.
-        Frozen = "frozen",
-    }
-}
-
-qapi_struct! {
-    /// guest-fsfreeze-status: whether the agent froze filesystems.
-    pub struct GuestFsfreezeStatusArgs {}
-}
-qapi_command!(
-    GuestFsfreezeStatusArgs,
-    "guest-fsfreeze-status",
-    GuestFsfreezeStatus
-);
-
-qapi_struct! {
-    /// guest-fsfreeze-freeze: freeze every filesystem; returns how many.
-    pub struct GuestFsfreezeFreezeArgs {}
-}
-qapi_command!(GuestFsfreezeFreezeArgs, "guest-fsfreeze-freeze", i64);
-
-qapi_struct! {
-    /// guest-fsfreeze-freeze-list: freeze the given mountpoints; returns how many.
-    pub struct GuestFsfreezeFreezeListArgs {
-        /// Mountpoints (all when absent).
-        pub mountpoints: Option<Vec<String>> = "mountpoints",
-    }
-}
-qapi_command!(
-    GuestFsfreezeFreezeListArgs,
-    "guest-fsfreeze-freeze-list",
-    i64
-);
-
-qapi_struct! {
-    /// guest-fsfreeze-thaw: thaw; returns how many filesystems were thawed.
-    pub struct GuestFsfreezeThawArgs {}
-}
-qapi_command!(GuestFsfreezeThawArgs, "guest-fsfreeze-thaw", i64);
-
-qapi_struct! {
-    /// guest-fstrim: discard unused blocks on every filesystem.
-    pub struct GuestFstrimArgs {
-        /// Minimum contiguous free range to discard, in bytes.
-        pub minimum: Option<i64> = "minimum",
-    }
-}
-qapi_command!(GuestFstrimArgs, "guest-fstrim", GuestFilesystemTrimResponse);
-
-qapi_struct! {
-    /// One filesystem's fstrim result.
-    pub struct GuestFilesystemTrimResult {
-        /// Mountpoint.
-        pub path: String = "path",
-        /// Bytes trimmed.
-        pub trimmed: Option<i64> = "trimmed",
-        /// Minimum used.
-        pub minimum: Option<i64> = "minimum",
-        /// Why it failed.
-        pub error: Option<String> = "error",
-    }
-}
-
-qapi_struct! {
-    /// The reply of guest-fstrim.
-    pub struct GuestFilesystemTrimResponse {
-        /// One entry per filesystem.
-        pub paths: Vec<GuestFilesystemTrimResult> = "paths",
-    }
-}
 
 // ---- state-changing commands ---------------------------------------------------------
 

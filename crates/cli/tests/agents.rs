@@ -368,6 +368,54 @@ fn json_queries(w: Which) {
     );
 }
 
+/// Read-only storage queries and the freeze status, through the CLI, against both
+/// agents at once: the same filesystems and disks must come back.
+#[test]
+fn storage_views_agree_between_agents() {
+    let ours = Agent::start(Which::Ours, &[]);
+    let reference = Agent::start(Which::Reference, &[]);
+    let view = |a: &Agent, args: &[&str]| {
+        let mut all = vec!["-s", a.sock.to_str().unwrap(), "--json"];
+        all.extend_from_slice(args);
+        let o = qga(&all, b"");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o.stderr));
+        json(&o.stdout)
+    };
+    let keys = |v: &Value, k: &[&str]| -> Vec<String> {
+        let Value::List(items) = v else {
+            panic!("{v:?}")
+        };
+        items
+            .iter()
+            .map(|i| {
+                k.iter()
+                    .map(|k| text(&get(i, k).to_json()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    for a in [&ours, &reference] {
+        assert_eq!(view(a, &["fsfreeze", "status"]), Value::str("thawed"));
+    }
+    let (o, r) = (view(&ours, &["fsinfo"]), view(&reference, &["fsinfo"]));
+    assert_eq!(
+        keys(&o, &["mountpoint", "name", "type"]),
+        keys(&r, &["mountpoint", "name", "type"])
+    );
+    let (o, r) = (view(&ours, &["disks"]), view(&reference, &["disks"]));
+    assert_eq!(
+        keys(&o, &["name", "partition"]),
+        keys(&r, &["name", "partition"])
+    );
+    // Human tables: same rows (sizes may move between the two calls).
+    let table = |a: &Agent| {
+        let o = qga(&["-s", a.sock.to_str().unwrap(), "disks"], b"");
+        text(&o.stdout)
+    };
+    assert_eq!(table(&ours), table(&reference));
+}
+
 /// The libvirt transport end to end: a stand-in `virsh` that hands each request to
 /// the agent's socket with `qga raw` (a fresh connection per request, as libvirt's
 /// own would be) and reports error replies the way virsh does.
