@@ -164,6 +164,8 @@ fn single(args: &Args, target: &Target, prep: &Prepared) -> ExitCode {
             out.flush().ok();
             ExitCode::from(code)
         }
+        // `qga cat :/big | head`: the reader went away; stop quietly, as cat does.
+        Err(Error::Failed(m)) if m.ends_with("Broken pipe (os error 32)") => ExitCode::from(141),
         Err(e) => {
             out.flush().ok();
             let _ = writeln!(err, "qga: {e}");
