@@ -4,6 +4,7 @@
 
 pub mod blockdev;
 pub mod bounded;
+pub mod daemon;
 pub mod disks;
 pub mod diskstats;
 pub mod fsfreeze;
