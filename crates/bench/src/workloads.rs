@@ -1,0 +1,149 @@
+//! The request/response workloads: ping latency, pipelined throughput, exec latency,
+//! and the idle observations (RSS, threads, wakeups).
+
+use std::time::{Duration, Instant};
+
+use crate::agent::Agent;
+use crate::client::{self, Conn};
+
+/// Figures of one workload: (key, value) in the units [`crate::report`] gives the key.
+pub type Figures = Vec<(String, f64)>;
+
+/// Sequential `guest-ping` round trips: p50 and p99 in µs.
+pub fn ping(agent: &Agent, n: usize) -> Result<Figures, String> {
+    let mut conn = agent.connect()?;
+    let req = br#"{"execute":"guest-ping"}"#;
+    // Warm-up: first-use page faults and allocator growth do not count.
+    for _ in 0..n / 10 + 1 {
+        conn.cmd(req)?;
+    }
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        conn.cmd(req)?;
+        lat.push(t.elapsed());
+    }
+    Ok(vec![
+        ("ping_p50".into(), micros(percentile(&mut lat, 50.0))),
+        ("ping_p99".into(), micros(percentile(&mut lat, 99.0))),
+    ])
+}
+
+/// `n` pings written back to back (up to 1024 unanswered): commands per second.
+pub fn pipelined(agent: &Agent, n: usize) -> Result<Figures, String> {
+    let mut conn = agent.connect()?;
+    let req: &[u8] = br#"{"execute":"guest-ping"}"#;
+    let t = Instant::now();
+    conn.pipeline(n, 1024, |_| req, |_, v| client::returned(v).map(drop))?;
+    let secs = t.elapsed().as_secs_f64();
+    Ok(vec![("pipelined".into(), n as f64 / secs)])
+}
+
+/// `guest-exec` of /bin/true, then `guest-exec-status` polled back to back until
+/// `exited`: p50 and p99 of the whole, in ms.
+pub fn exec(agent: &Agent, n: usize) -> Result<Figures, String> {
+    let mut conn = agent.connect()?;
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n + 2 {
+        let t = Instant::now();
+        let ret = conn.cmd(br#"{"execute":"guest-exec","arguments":{"path":"/bin/true"}}"#)?;
+        let pid = client::int(client::dict(&ret)?, "pid")?;
+        let status = format!(r#"{{"execute":"guest-exec-status","arguments":{{"pid":{pid}}}}}"#);
+        loop {
+            let st = conn.cmd(status.as_bytes())?;
+            let st = client::dict(&st)?;
+            if matches!(st.get("exited"), Some(qga_proto::Value::Bool(true))) {
+                if client::int(st, "exitcode")? != 0 {
+                    return Err("/bin/true exited non-zero".into());
+                }
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                return Err("/bin/true did not exit within 10 s".into());
+            }
+        }
+        // The first two are warm-up.
+        if i >= 2 {
+            lat.push(t.elapsed());
+        }
+    }
+    Ok(vec![
+        (
+            "exec_p50".into(),
+            percentile(&mut lat, 50.0).as_secs_f64() * 1e3,
+        ),
+        (
+            "exec_p99".into(),
+            percentile(&mut lat, 99.0).as_secs_f64() * 1e3,
+        ),
+    ])
+}
+
+/// What an idle agent costs, observed together for all agents so the wait is paid once:
+/// RSS and threads after a ping and a pause, then voluntary context switches of all
+/// threads over `window` with a client connected and silent.
+pub fn idle(agents: &[&Agent], window: Duration) -> Vec<Result<Figures, String>> {
+    let conns: Vec<Result<Conn, String>> = agents
+        .iter()
+        .map(|a| {
+            let mut c = a.connect()?;
+            c.cmd(br#"{"execute":"guest-ping"}"#)?;
+            Ok(c)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let before: Vec<_> = agents
+        .iter()
+        .map(|a| {
+            let rss = a.status_kib("VmRSS")?;
+            let (threads, switches) = a.threads_and_switches()?;
+            Ok::<_, String>((rss, threads, switches))
+        })
+        .collect();
+    std::thread::sleep(window);
+    let out = agents
+        .iter()
+        .zip(before)
+        .zip(&conns)
+        .map(|((a, before), conn)| {
+            conn.as_ref().map_err(Clone::clone)?;
+            let (rss, threads, s0) = before?;
+            let (_, s1) = a.threads_and_switches()?;
+            Ok(vec![
+                ("idle_rss".into(), rss as f64 * 1024.0),
+                ("idle_threads".into(), threads as f64),
+                ("idle_wakeups".into(), (s1 - s0) as f64),
+            ])
+        })
+        .collect();
+    drop(conns);
+    out
+}
+
+/// The `p`-th percentile (nearest rank) of `v`, which it sorts.
+pub fn percentile(v: &mut [Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v.sort_unstable();
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut v: Vec<Duration> = (1..=100).rev().map(Duration::from_micros).collect();
+        assert_eq!(percentile(&mut v, 50.0), Duration::from_micros(50));
+        assert_eq!(percentile(&mut v, 99.0), Duration::from_micros(99));
+        assert_eq!(percentile(&mut v, 100.0), Duration::from_micros(100));
+        assert_eq!(percentile(&mut [], 50.0), Duration::ZERO);
+    }
+}
