@@ -17,6 +17,8 @@
 //! guest-get-load, guest-network-get-route.
 
 use qga_proto::cmds::core::*;
+use qga_proto::cmds::power::*;
+use qga_proto::cmds::ssh::*;
 
 use crate::command;
 use crate::dispatch::CommandDef;
@@ -25,6 +27,9 @@ pub mod core;
 pub mod exec;
 pub mod file;
 pub mod fsfreeze;
+pub mod hotplug;
+pub mod power;
+pub mod ssh;
 
 /// Every command, in registration order.
 pub static COMMANDS: &[CommandDef] = &[
@@ -32,7 +37,18 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestSyncArgs => core::sync).frozen_ok(),
     command!(GuestPingArgs => core::ping).frozen_ok(),
     command!(GuestGetTimeArgs => core::get_time),
+    command!(GuestSetTimeArgs => power::set_time),
     command!(GuestInfoArgs => core::info).frozen_ok(),
+    command!(GuestShutdownArgs => power::shutdown).no_success_response(),
+    command!(GuestSuspendDiskArgs => power::suspend_disk).no_success_response(),
+    command!(GuestSuspendRamArgs => power::suspend_ram).no_success_response(),
+    command!(GuestSuspendHybridArgs => power::suspend_hybrid).no_success_response(),
+    command!(GuestSetVcpusArgs => hotplug::set_vcpus),
+    command!(GuestSetUserPasswordArgs => power::set_user_password),
+    command!(GuestSetMemoryBlocksArgs => hotplug::set_memory_blocks),
+    command!(GuestSshGetAuthorizedKeysArgs => ssh::get_authorized_keys),
+    command!(GuestSshAddAuthorizedKeysArgs => ssh::add_authorized_keys),
+    command!(GuestSshRemoveAuthorizedKeysArgs => ssh::remove_authorized_keys),
 ];
 
 #[cfg(test)]

@@ -2,5 +2,9 @@
 //! agent never writes `cfg(target_os)`. Parsers take a root path or the file's text so
 //! tests feed them recorded fixtures.
 
+pub mod clock;
+pub mod gfile;
 pub mod mounts;
+pub mod passwd;
 pub mod run;
+pub mod spawn;

@@ -105,6 +105,8 @@ qapi_enum! {
     }
 }
 
+// The enum comes from a macro that does not derive Default.
+#[allow(clippy::derivable_impls)]
 impl Default for GuestMemoryBlockResponseType {
     fn default() -> Self {
         Self::Success
@@ -167,7 +169,10 @@ mod tests {
             online: true,
             can_offline: Some(false),
         };
-        assert_eq!(keys(&blk.to_qapi()), ["online", "can-offline", "phys-index"]);
+        assert_eq!(
+            keys(&blk.to_qapi()),
+            ["online", "can-offline", "phys-index"]
+        );
         let rsp = GuestMemoryBlockResponse {
             phys_index: 999999,
             response: GuestMemoryBlockResponseType::NotFound,

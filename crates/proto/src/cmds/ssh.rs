@@ -76,7 +76,10 @@ mod tests {
         args.insert("username", Value::str("u"));
         args.insert("keys", Value::List(vec![Value::Int(1)]));
         let e = decode_args::<GuestSshAddAuthorizedKeysArgs>(&args).unwrap_err();
-        assert_eq!(e.0, "Invalid parameter type for 'keys[0]', expected: string");
+        assert_eq!(
+            e.0,
+            "Invalid parameter type for 'keys[0]', expected: string"
+        );
 
         let mut args = Dict::new();
         args.insert("username", Value::str("u"));
