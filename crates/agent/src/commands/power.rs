@@ -378,6 +378,51 @@ pub fn set_user_password(agent: &Agent, args: GuestSetUserPasswordArgs) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::spawn::testutil::tempdir;
+
+    #[test]
+    fn sysfs_write_errors() {
+        // A state file that lists "mem" but refuses the write cannot be built as root
+        // on a plain filesystem, so the write step's texts are checked directly.
+        let d = tempdir("sysfs");
+        let env = |p: PathBuf| PowerEnv {
+            power_state: p,
+            ..PowerEnv::default()
+        };
+        let missing = d.join("missing");
+        assert_eq!(
+            env(missing.clone())
+                .sysfs_suspend(SuspendMode::Ram)
+                .unwrap_err()
+                .desc(),
+            format!(
+                "suspend: cannot write to '{}': No such file or directory",
+                missing.display()
+            )
+        );
+        assert_eq!(
+            env(d.clone())
+                .sysfs_suspend(SuspendMode::Disk)
+                .unwrap_err()
+                .desc(),
+            format!("suspend: cannot write to '{}': Is a directory", d.display())
+        );
+        assert_eq!(
+            env(PathBuf::from("/dev/full"))
+                .sysfs_suspend(SuspendMode::Disk)
+                .unwrap_err()
+                .desc(),
+            "suspend: cannot write to '/dev/full': No space left on device"
+        );
+        assert_eq!(
+            env(missing)
+                .sysfs_suspend(SuspendMode::Hybrid)
+                .unwrap_err()
+                .desc(),
+            "unknown guest suspend mode"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     #[test]
     fn base64_is_glib_lenient() {

@@ -76,8 +76,15 @@ impl AgentProc {
         let dir = TempDir::new();
         let sock = dir.join("sock");
         let mut cmd = Command::new(bin);
-        cmd.args(["-m", "unix-listen", "-p"]).arg(&sock).arg("-t").arg(&dir.0).args(extra);
-        cmd.current_dir(&dir.0).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.args(["-m", "unix-listen", "-p"])
+            .arg(&sock)
+            .arg("-t")
+            .arg(&dir.0)
+            .args(extra);
+        cmd.current_dir(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         if let Some(env) = env {
             cmd.env_clear();
             for (k, v) in env {
@@ -87,10 +94,18 @@ impl AgentProc {
         let child = cmd.spawn().expect("spawn agent");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !sock.exists() {
-            assert!(Instant::now() < deadline, "agent did not create {}", sock.display());
+            assert!(
+                Instant::now() < deadline,
+                "agent did not create {}",
+                sock.display()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
-        AgentProc { dir, sock, child: Some(child) }
+        AgentProc {
+            dir,
+            sock,
+            child: Some(child),
+        }
     }
 
     /// A new client connection.
@@ -100,10 +115,17 @@ impl AgentProc {
             match UnixStream::connect(&self.sock) {
                 Ok(s) => {
                     s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-                    return Client { stream: s, buf: Vec::new() };
+                    return Client {
+                        stream: s,
+                        buf: Vec::new(),
+                    };
                 }
                 Err(e) => {
-                    assert!(Instant::now() < deadline, "connect {}: {e}", self.sock.display());
+                    assert!(
+                        Instant::now() < deadline,
+                        "connect {}: {e}",
+                        self.sock.display()
+                    );
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
@@ -159,7 +181,11 @@ impl Client {
             }
             let mut chunk = vec![0u8; 1 << 16];
             let n = self.stream.read(&mut chunk).expect("recv (timed out?)");
-            assert!(n > 0, "agent closed the connection; got so far: {:?}", String::from_utf8_lossy(&self.buf));
+            assert!(
+                n > 0,
+                "agent closed the connection; got so far: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
@@ -177,7 +203,9 @@ impl Client {
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         };
-        self.stream.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .ok();
         got
     }
 
