@@ -184,7 +184,7 @@ pub fn set_memory_blocks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::spawn::testutil::tempdir;
+    use crate::sys::spawn_sync::testutil::tempdir;
     use GuestMemoryBlockResponseType as R;
 
     fn cpu(id: i64, online: bool) -> GuestLogicalProcessor {

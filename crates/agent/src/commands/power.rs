@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::sys::clock::{fits_time_t, local_year, Clock, SystemClock};
 use crate::sys::passwd::os_bytes;
 use crate::sys::run::{run_command, DEFAULT_BOUND};
-use crate::sys::spawn::{default_search_path, is_executable, spawn_quiet, Spawned};
+use crate::sys::spawn_sync::{default_search_path, is_executable, spawn_quiet, Spawned};
 
 /// Where the power commands find their programs and files.
 pub struct PowerEnv {
@@ -378,7 +378,7 @@ pub fn set_user_password(agent: &Agent, args: GuestSetUserPasswordArgs) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::spawn::testutil::tempdir;
+    use crate::sys::spawn_sync::testutil::tempdir;
 
     #[test]
     fn sysfs_write_errors() {

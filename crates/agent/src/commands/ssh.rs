@@ -207,7 +207,7 @@ mod tests {
     //! qemu-ga's `qga-ssh-test` (§8.3), plus the error texts and file modes.
     use super::*;
     use crate::sys::passwd::user_name;
-    use crate::sys::spawn::testutil::tempdir;
+    use crate::sys::spawn_sync::testutil::tempdir;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     /// Only the current user exists; its home is a temporary directory (created 0700

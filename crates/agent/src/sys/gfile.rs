@@ -122,7 +122,7 @@ fn create_failed(tmp: &Path, e: &std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::spawn::testutil::tempdir;
+    use crate::sys::spawn_sync::testutil::tempdir;
 
     #[test]
     fn read_write_and_messages() {

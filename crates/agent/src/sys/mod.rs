@@ -7,4 +7,4 @@ pub mod gfile;
 pub mod mounts;
 pub mod passwd;
 pub mod run;
-pub mod spawn;
+pub mod spawn_sync;
