@@ -8,6 +8,7 @@
 //! - [`log`]: qemu-ga's log format.
 
 pub mod agent;
+pub mod channel;
 pub mod commands;
 pub mod config;
 pub mod dispatch;

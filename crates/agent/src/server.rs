@@ -1,20 +1,351 @@
-//! Process lifecycle: parse the configuration, open the channel, serve requests.
+//! Process lifecycle and the serving loop.
+//!
+//! Startup follows qemu-ga: configuration, socket activation, the frozen marker, the
+//! log file, `qga.state`, signals, the channel. Then three threads, all asleep in the
+//! kernel when nothing happens:
+//! - `qga-reader` (the main thread) reads the channel and feeds the one JSON streamer
+//!   that lives for the whole process (a client's half-sent request is continued by the
+//!   next client's bytes, as in qemu-ga), so a 0xFF resync is seen even while a slow
+//!   command runs;
+//! - `qga-exec` runs requests one by one in arrival order and writes each reply, so
+//!   replies keep request order (libvirt and Proxmox rely on it);
+//! - `qga-signal` waits for SIGTERM/SIGINT: exit 0, except while frozen (ignored, as
+//!   qemu-ga does, so the agent stays to thaw).
+//!
+//! The queue between reader and executor is bounded in bytes and count, so a host
+//! that floods requests is slowed down instead of growing the agent's memory.
 
+use std::collections::VecDeque;
 use std::process::ExitCode;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use qga_proto::json::{Message, Streamer};
+use qga_proto::Value;
+
+use crate::agent::{read_state_file, write_state_file, Agent, FIRST_HANDLE};
+use crate::channel::{Channel, Conn};
+use crate::config::{Action, Config};
+use crate::dispatch;
+use crate::log::{Level, Logger};
+
+/// Bytes read from the channel at once.
+const READ_CHUNK: usize = 64 * 1024;
+/// Requests waiting for the executor, at most (count and approximate bytes).
+const QUEUE_MAX_COUNT: usize = 1024;
+const QUEUE_MAX_BYTES: usize = 160 << 20;
+/// `--retry-path` interval.
+const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Entry point of the `qga-agent` binary.
 pub fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let argv0 = args.first().cloned().unwrap_or_else(|| "qemu-ga".into());
-    match crate::config::parse(&argv0, &args[1.min(args.len())..]) {
-        Ok(crate::config::Action::Print(text)) => {
+    match crate::config::parse(&argv0, args.get(1..).unwrap_or(&[])) {
+        Ok(Action::Print(text)) => {
             print!("{text}");
             ExitCode::SUCCESS
         }
-        Ok(crate::config::Action::Run(_config)) => ExitCode::SUCCESS,
+        Ok(Action::Run(config)) => match run(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("{msg}");
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the agent until the channel fails (without `--retry-path`) or a signal stops it.
+pub fn run(mut config: Config) -> Result<(), String> {
+    let activated = take_activation_fd()?;
+    let frozen = match std::fs::metadata(
+        std::path::Path::new(&config.statedir).join("qga.state.isfrozen"),
+    ) {
+        Ok(_) => {
+            eprintln!(
+                "qemu-ga: previous instance left the guest frozen ({}/qga.state.isfrozen exists): \
+                 starting frozen; only guest-fsfreeze-thaw and the safe commands are enabled",
+                config.statedir
+            );
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        // qemu-ga starts frozen on any other stat error (upstream quirk kept: it errs safe).
+        Err(_) => true,
+    };
+    let log = Logger::stderr(config.verbose);
+    if !frozen {
+        if let Some(path) = &config.logfile {
+            let f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(|e| format!("unable to open specified log file: {e}"))?;
+            log.set_sink(Box::new(f));
+        }
+    }
+    let state_path = std::path::Path::new(&config.statedir).join("qga.state");
+    let fd_counter = match read_state_file(&state_path) {
+        Ok(Some(n)) => n,
+        Ok(None) if frozen => FIRST_HANDLE,
+        Ok(None) => {
+            if let Err(e) = write_state_file(&state_path, FIRST_HANDLE) {
+                return Err(format!(
+                    "failed to write persistent state to {}: {e}\nunable to create state file at path {}\n\
+                     failed to load persistent state\nerror initializing guest agent",
+                    state_path.display(),
+                    state_path.display()
+                ));
+            }
+            FIRST_HANDLE
+        }
+        Err(e) => {
+            return Err(format!(
+                "failed to load persistent state: {e}\nerror initializing guest agent"
+            ))
+        }
+    };
+    if frozen {
+        log.set_enabled(false);
+    }
+
+    let channel = match activated {
+        Some(ch) => ch,
+        None => open_channel(&config, &log)?,
+    };
+    if config.path.is_none() {
+        config.path = config.method.default_path().map(String::from);
+    }
+    let agent = Arc::new(Agent::new(config, log, frozen, fd_counter));
+    start_signal_thread(agent.clone())?;
+
+    let queue = Arc::new(Queue::default());
+    {
+        let (agent, queue) = (agent.clone(), queue.clone());
+        std::thread::Builder::new()
+            .name("qga-exec".into())
+            .spawn(move || executor(&agent, &queue))
+            .map_err(|e| format!("failed to start executor thread: {e}"))?;
+    }
+    serve(&agent, channel, &queue);
+    Ok(())
+}
+
+/// Opens the configured channel; with `--retry-path` failures are retried every 5 s.
+fn open_channel(config: &Config, log: &Logger) -> Result<Channel, String> {
+    let path = config
+        .path
+        .clone()
+        .or_else(|| config.method.default_path().map(String::from))
+        .ok_or("must specify a path for this channel")?;
+    loop {
+        match Channel::open(config.method, &path) {
+            Ok(ch) => return Ok(ch),
+            Err(e) if config.retry_path => {
+                log.log(
+                    Level::Warning,
+                    &format!("failed to open channel {path}: {e}; retrying in 5 s"),
+                );
+                std::thread::sleep(RETRY_INTERVAL);
+            }
+            Err(e) => {
+                return Err(format!(
+                    "failed to open channel {path}: {e}\nfailed to initialize guest agent channel"
+                ))
+            }
+        }
+    }
+}
+
+/// systemd socket activation: `LISTEN_PID` is us and `LISTEN_FDS` is set.
+fn take_activation_fd() -> Result<Option<Channel>, String> {
+    let pid_matches = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    let Some(fds) = std::env::var("LISTEN_FDS").ok().filter(|_| pid_matches) else {
+        return Ok(None);
+    };
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    if fds.trim() != "1" {
+        return Err("qemu-ga only supports listening on one socket".into());
+    }
+    Channel::from_activation_fd(3).map(Some)
+}
+
+/// The reader: accept a connection, read it until EOF, feed the streamer, queue each
+/// message with the connection its reply goes to.
+fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
+    let mut streamer = Streamer::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let conn = match channel.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                agent.log.log(
+                    Level::Critical,
+                    &format!("failed to accept a connection: {e}"),
+                );
+                match reopen(agent, &mut channel) {
+                    true => continue,
+                    false => return,
+                }
+            }
+        };
+        agent.log.log(Level::Debug, "new client connected");
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => {
+                    agent.log.log(Level::Debug, "client disconnected");
+                    break;
+                }
+                Ok(n) => streamer.feed(&buf[..n], &mut |msg| queue.push(msg, conn.clone())),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    agent
+                        .log
+                        .log(Level::Critical, &format!("error reading channel: {e}"));
+                    if !reopen(agent, &mut channel) {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// After a channel error: with `--retry-path`, reopen it every 5 s; otherwise stop.
+fn reopen(agent: &Agent, channel: &mut Channel) -> bool {
+    if !agent.config.retry_path {
+        return false;
+    }
+    std::thread::sleep(RETRY_INTERVAL);
+    match open_channel(&agent.config, &agent.log) {
+        Ok(ch) => {
+            *channel = ch;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The executor: one request at a time, in order; each reply written in full.
+fn executor(agent: &Agent, queue: &Queue) {
+    loop {
+        let (msg, conn) = queue.pop();
+        if let Err(e) = &msg {
+            agent.log.log(
+                Level::Warning,
+                &format!("failed to parse event: {}", String::from_utf8_lossy(e)),
+            );
+        }
+        if let Some(reply) = dispatch::handle(agent, msg) {
+            let mut out = Vec::with_capacity(reply.json.len() + 1);
+            if reply.delimit {
+                out.push(0xFF);
+            }
+            out.extend_from_slice(&reply.json);
+            if let Err(e) = conn.write_all(&out) {
+                agent
+                    .log
+                    .log(Level::Warning, &format!("error sending response: {e}"));
+            }
+        }
+    }
+}
+
+/// A queued request: the message, the connection its reply goes to, its size.
+type Queued = (Message, Arc<Conn>, usize);
+
+/// Requests waiting for the executor, and their total size.
+#[derive(Default)]
+struct Queue {
+    items: Mutex<(VecDeque<Queued>, usize)>,
+    changed: Condvar,
+}
+
+impl Queue {
+    /// Queues a message; blocks while the queue is full (backpressure on the host).
+    fn push(&self, msg: Message, conn: Arc<Conn>) {
+        let size = match &msg {
+            Ok(v) => approx_size(v),
+            Err(e) => e.len(),
+        };
+        let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        while !g.0.is_empty() && (g.0.len() >= QUEUE_MAX_COUNT || g.1 + size > QUEUE_MAX_BYTES) {
+            g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        g.1 += size;
+        g.0.push_back((msg, conn, size));
+        self.changed.notify_all();
+    }
+
+    fn pop(&self) -> (Message, Arc<Conn>) {
+        let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some((msg, conn, size)) = g.0.pop_front() {
+                g.1 -= size;
+                self.changed.notify_all();
+                return (msg, conn);
+            }
+            g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+fn approx_size(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => s.len() + 16,
+        Value::List(l) => l.iter().map(approx_size).sum::<usize>() + 16,
+        Value::Dict(d) => {
+            d.iter_inserted()
+                .map(|(k, v)| k.len() + approx_size(v))
+                .sum::<usize>()
+                + 16
+        }
+        _ => 16,
+    }
+}
+
+/// SIGTERM / SIGINT: exit 0 unless frozen. The signals are blocked in every thread and
+/// taken synchronously by one thread, so no handler runs in async-signal context.
+fn start_signal_thread(agent: Arc<Agent>) -> Result<(), String> {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; blocking signals in the
+    // calling thread (inherited by threads spawned later) has no memory effects.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::Builder::new()
+        .name("qga-signal".into())
+        .spawn(move || loop {
+            let mut sig = 0;
+            // SAFETY: `set` is a valid signal set and `sig` a valid out-pointer.
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                continue;
+            }
+            if agent.is_frozen() {
+                // qemu-ga ignores the request while frozen, so a thaw can still come.
+                continue;
+            }
+            agent
+                .log
+                .log(Level::Debug, &format!("received signal {sig}, exiting"));
+            std::process::exit(0);
+        })
+        .map(|_| ())
+        .map_err(|e| format!("failed to start signal thread: {e}"))
 }

@@ -301,7 +301,7 @@ pub fn format_g17(x: f64) -> String {
     if negative {
         out.push('-');
     }
-    if exp < -4 || exp >= P {
+    if !(-4..P).contains(&exp) {
         let (first, rest) = digits.split_at(1);
         let rest = rest.trim_end_matches('0');
         out.push_str(first);
