@@ -256,8 +256,10 @@ impl PowerEnv {
                 return Err(Error::new(format!("Time {ns} is too large")));
             }
             let usec = (ns % 1_000_000_000) / 1000;
-            if !(1970..2070).contains(&local_year(sec)) {
-                return Err(Error::new("Invalid time"));
+            let (year, errno) = local_year(sec);
+            if !(1970..2070).contains(&year) {
+                let e = std::io::Error::from_raw_os_error(errno);
+                return Err(Error::errno("Invalid time", &e));
             }
             self.clock
                 .set_time(sec, usec)
