@@ -139,6 +139,7 @@ pub fn parse(argv0: &str, args: &[String]) -> Result<Action, ConfigError> {
             "-p" | "--path" => c.path = Some(val("p")?),
             "-t" | "--statedir" => c.statedir = val("t")?,
             "-v" | "--verbose" => c.verbose = true,
+            "-r" | "--retry-path" => c.retry_path = true,
             "-b" | "--block-rpcs" => c
                 .block_rpcs
                 .extend(val("b")?.split(',').rev().map(String::from)),

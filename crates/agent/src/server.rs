@@ -49,7 +49,11 @@ pub fn main() -> ExitCode {
         Ok(Action::Run(config)) => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
-                eprintln!("{msg}");
+                // Startup failures are logged as qemu-ga does: critical lines on stderr.
+                let log = Logger::stderr(false);
+                for line in msg.lines() {
+                    log.log(Level::Critical, line);
+                }
                 ExitCode::FAILURE
             }
         },
@@ -95,11 +99,12 @@ pub fn run(mut config: Config) -> Result<(), String> {
         Ok(None) if frozen => FIRST_HANDLE,
         Ok(None) => {
             if let Err(e) = write_state_file(&state_path, FIRST_HANDLE) {
+                let p = state_path.display();
+                let why = crate::error::strerror(e.raw_os_error().unwrap_or(0));
                 return Err(format!(
-                    "failed to write persistent state to {}: {e}\nunable to create state file at path {}\n\
-                     failed to load persistent state\nerror initializing guest agent",
-                    state_path.display(),
-                    state_path.display()
+                    "failed to write persistent state to {p}: Failed to create file \u{201c}{p}.tmp\u{201d}: {why}\n\
+                     unable to create state file at path {p}\nfailed to load persistent state\n\
+                     error initializing guest agent"
                 ));
             }
             FIRST_HANDLE
@@ -147,16 +152,19 @@ fn open_channel(config: &Config, log: &Logger) -> Result<Channel, String> {
         match Channel::open(config.method, &path) {
             Ok(ch) => return Ok(ch),
             Err(e) if config.retry_path => {
+                let why = crate::error::strerror(e.raw_os_error().unwrap_or(0));
                 log.log(
-                    Level::Warning,
-                    &format!("failed to open channel {path}: {e}; retrying in 5 s"),
+                    Level::Critical,
+                    &format!("error opening channel '{path}': {why}; retrying in 5 s"),
                 );
                 std::thread::sleep(RETRY_INTERVAL);
             }
             Err(e) => {
+                let why = crate::error::strerror(e.raw_os_error().unwrap_or(0));
                 return Err(format!(
-                    "failed to open channel {path}: {e}\nfailed to initialize guest agent channel"
-                ))
+                    "error opening channel '{path}': {why}\nfailed to create guest agent channel\n\
+                     failed to initialize guest agent channel\nerror initializing guest agent"
+                ));
             }
         }
     }
