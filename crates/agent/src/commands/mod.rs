@@ -19,6 +19,7 @@
 use qga_proto::cmds::core::*;
 use qga_proto::cmds::power::*;
 use qga_proto::cmds::ssh::*;
+use qga_proto::cmds::storage::*;
 
 use crate::command;
 use crate::dispatch::CommandDef;
@@ -30,6 +31,7 @@ pub mod fsfreeze;
 pub mod hotplug;
 pub mod power;
 pub mod ssh;
+pub mod storage;
 
 /// Every command, in registration order.
 pub static COMMANDS: &[CommandDef] = &[
@@ -44,11 +46,14 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestSuspendRamArgs => power::suspend_ram).no_success_response(),
     command!(GuestSuspendHybridArgs => power::suspend_hybrid).no_success_response(),
     command!(GuestSetVcpusArgs => hotplug::set_vcpus),
+    command!(GuestGetDisksArgs => storage::get_disks),
+    command!(GuestGetFsinfoArgs => storage::get_fsinfo),
     command!(GuestSetUserPasswordArgs => power::set_user_password),
     command!(GuestSetMemoryBlocksArgs => hotplug::set_memory_blocks),
     command!(GuestSshGetAuthorizedKeysArgs => ssh::get_authorized_keys),
     command!(GuestSshAddAuthorizedKeysArgs => ssh::add_authorized_keys),
     command!(GuestSshRemoveAuthorizedKeysArgs => ssh::remove_authorized_keys),
+    command!(GuestGetDiskstatsArgs => storage::get_diskstats),
 ];
 
 #[cfg(test)]
