@@ -25,7 +25,7 @@ use qga_proto::Value;
 
 use crate::agent::{read_state_file, write_state_file, Agent, FIRST_HANDLE};
 use crate::channel::{Channel, Conn};
-use crate::config::{Action, Config};
+use crate::config::Config;
 use crate::dispatch;
 use crate::log::{Level, Logger};
 
@@ -39,26 +39,18 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Entry point of the `qga-agent` binary.
 pub fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let argv0 = args.first().cloned().unwrap_or_else(|| "qemu-ga".into());
-    match crate::config::parse(&argv0, args.get(1..).unwrap_or(&[])) {
-        Ok(Action::Print(text)) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Ok(Action::Run(config)) => match run(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(msg) => {
-                // Startup failures are logged as qemu-ga does: critical lines on stderr.
-                let log = Logger::stderr(false);
-                for line in msg.lines() {
-                    log.log(Level::Critical, line);
-                }
-                ExitCode::FAILURE
+    let config = match crate::config::from_command_line() {
+        Ok(config) => config,
+        Err(status) => return status,
+    };
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            // Startup failures are logged as qemu-ga does: critical lines on stderr.
+            let log = Logger::stderr(false);
+            for line in msg.lines() {
+                log.log(Level::Critical, line);
             }
-        },
-        Err(e) => {
-            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -66,7 +58,11 @@ pub fn main() -> ExitCode {
 
 /// Runs the agent until the channel fails (without `--retry-path`) or a signal stops it.
 pub fn run(mut config: Config) -> Result<(), String> {
-    let activated = take_activation_fd()?;
+    // Socket activation was checked while parsing (it decides -D's output, as in qemu-ga).
+    let activated = config
+        .listen_fd
+        .map(Channel::from_activation_fd)
+        .transpose()?;
     let frozen = match std::fs::metadata(
         std::path::Path::new(&config.statedir).join("qga.state.isfrozen"),
     ) {
@@ -82,6 +78,11 @@ pub fn run(mut config: Config) -> Result<(), String> {
         // qemu-ga starts frozen on any other stat error (upstream quirk kept: it errs safe).
         Err(_) => true,
     };
+    if config.daemonize {
+        // As qemu-ga: after the frozen check, before the log file; no pidfile while frozen.
+        let pidfile = std::path::Path::new(&config.pidfile);
+        crate::sys::daemon::daemonize((!frozen).then_some(pidfile))?;
+    }
     let log = Logger::stderr(config.verbose);
     if !frozen {
         if let Some(path) = &config.logfile {
@@ -168,24 +169,6 @@ fn open_channel(config: &Config, log: &Logger) -> Result<Channel, String> {
             }
         }
     }
-}
-
-/// systemd socket activation: `LISTEN_PID` is us and `LISTEN_FDS` is set.
-fn take_activation_fd() -> Result<Option<Channel>, String> {
-    let pid_matches = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.parse::<u32>().ok())
-        .is_some_and(|p| p == std::process::id());
-    let Some(fds) = std::env::var("LISTEN_FDS").ok().filter(|_| pid_matches) else {
-        return Ok(None);
-    };
-    std::env::remove_var("LISTEN_PID");
-    std::env::remove_var("LISTEN_FDS");
-    std::env::remove_var("LISTEN_FDNAMES");
-    if fds.trim() != "1" {
-        return Err("qemu-ga only supports listening on one socket".into());
-    }
-    Channel::from_activation_fd(3).map(Some)
 }
 
 /// The reader: accept a connection, read it until EOF, feed the streamer, queue each

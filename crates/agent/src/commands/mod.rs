@@ -17,6 +17,7 @@
 //! guest-get-load, guest-network-get-route.
 
 use qga_proto::cmds::core::*;
+use qga_proto::cmds::freeze::*;
 use qga_proto::cmds::power::*;
 use qga_proto::cmds::ssh::*;
 use qga_proto::cmds::storage::*;
@@ -42,6 +43,11 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestSetTimeArgs => power::set_time),
     command!(GuestInfoArgs => core::info).frozen_ok(),
     command!(GuestShutdownArgs => power::shutdown).no_success_response(),
+    command!(GuestFsfreezeStatusArgs => fsfreeze::status).frozen_ok(),
+    command!(GuestFsfreezeFreezeArgs => fsfreeze::freeze),
+    command!(GuestFsfreezeFreezeListArgs => fsfreeze::freeze_list),
+    command!(GuestFsfreezeThawArgs => fsfreeze::thaw).frozen_ok(),
+    command!(GuestFstrimArgs => fsfreeze::fstrim),
     command!(GuestSuspendDiskArgs => power::suspend_disk).no_success_response(),
     command!(GuestSuspendRamArgs => power::suspend_ram).no_success_response(),
     command!(GuestSuspendHybridArgs => power::suspend_hybrid).no_success_response(),

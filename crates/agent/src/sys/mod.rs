@@ -5,8 +5,10 @@
 pub mod blockdev;
 pub mod bounded;
 pub mod clock;
+pub mod daemon;
 pub mod disks;
 pub mod diskstats;
+pub mod fsfreeze;
 pub mod gfile;
 pub mod mounts;
 pub mod nvme;
