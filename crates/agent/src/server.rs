@@ -78,11 +78,6 @@ pub fn run(mut config: Config) -> Result<(), String> {
         // qemu-ga starts frozen on any other stat error (upstream quirk kept: it errs safe).
         Err(_) => true,
     };
-    if config.daemonize {
-        // As qemu-ga: after the frozen check, before the log file; no pidfile while frozen.
-        let pidfile = std::path::Path::new(&config.pidfile);
-        crate::sys::daemon::daemonize((!frozen).then_some(pidfile))?;
-    }
     let log = Logger::stderr(config.verbose);
     if !frozen {
         if let Some(path) = &config.logfile {
@@ -124,11 +119,24 @@ pub fn run(mut config: Config) -> Result<(), String> {
         Some(ch) => ch,
         None => open_channel(&config, &log)?,
     };
+    if config.daemonize {
+        // As qemu-ga 10: after the channel is open (a bad path fails in the foreground)
+        // and before any thread starts; no pidfile while frozen (written at thaw).
+        let pidfile = std::path::Path::new(&config.pidfile);
+        crate::sys::daemon::daemonize((!frozen).then_some(pidfile))?;
+    }
     if config.path.is_none() {
         config.path = config.method.default_path().map(String::from);
     }
     let agent = Arc::new(Agent::new(config, log, frozen, fd_counter));
     start_signal_thread(agent.clone())?;
+    if agent.config.fsfreeze_timeout.is_some() {
+        let agent = agent.clone();
+        std::thread::Builder::new()
+            .name("qga-fsfreeze-watchdog".into())
+            .spawn(move || crate::commands::fsfreeze::run_watchdog(&agent))
+            .map_err(|e| format!("failed to start the fsfreeze watchdog: {e}"))?;
+    }
 
     let queue = Arc::new(Queue::default());
     {

@@ -65,8 +65,7 @@ fn status_is_frozen_after_a_restart_with_the_marker() {
 }
 
 /// Tests inside the test VM (`scripts/vm/`), where freezing is safe: the real
-/// FIFREEZE/FITHAW/FITRIM. They boot QEMU under TCG, so they are slow and ignored by
-/// default: `cargo test -p qga-agent --test fsfreeze -- --ignored`.
+/// FIFREEZE/FITHAW/FITRIM. They boot QEMU under TCG (about 1.5 minutes in all).
 mod vm {
     use super::common::{reference_binary, TempDir};
     use std::path::{Path, PathBuf};
@@ -217,7 +216,6 @@ dd if=/dev/zero of=/mnt/slow/big bs=1M count=24 2>/dev/null &
     }
 
     #[test]
-    #[ignore = "boots a VM (slow); run with --ignored"]
     fn vm_freeze_thaw_trim_and_restart_match_qemu_ga() {
         let ours = sequence(Path::new(env!("CARGO_BIN_EXE_qga-agent")));
         assert_eq!(ours[0], r#"{"return": "thawed"}"#);
@@ -252,7 +250,6 @@ dd if=/dev/zero of=/mnt/slow/big bs=1M count=24 2>/dev/null &
     /// abandoned after 60 s, the other filesystem is thawed, and the late FIFREEZE is
     /// thawed by the worker once the disk is unthrottled.
     #[test]
-    #[ignore = "boots a VM and waits out the 60 s freeze bound; run with --ignored"]
     fn vm_a_stuck_freeze_is_abandoned_after_the_bound() {
         let slow = TempDir::new();
         let img = slow.join("slow.img");
