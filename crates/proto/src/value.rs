@@ -99,15 +99,29 @@ impl Dict {
     /// Members in QEMU's iteration order: buckets ascending, and within a bucket the
     /// most recently inserted first.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Value)> {
-        let mut order: Vec<(usize, usize)> = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _))| (qdict_bucket(k), usize::MAX - i))
-            .collect();
-        order.sort_unstable();
-        order.into_iter().map(move |(_, rev)| {
-            let (k, v) = &self.entries[usize::MAX - rev];
+        let n = self.entries.len();
+        // Objects of up to 16 members (nearly all) are ordered in 32 bytes on the stack:
+        // the bucket above 4 bits of reversed insertion index; larger ones in a Vec.
+        let mut small = [0u16; 16];
+        let mut large = Vec::new();
+        if n <= small.len() {
+            for (i, (slot, (k, _))) in small.iter_mut().zip(&self.entries).enumerate() {
+                *slot = ((qdict_bucket(k) as u16) << 4) | (15 - i as u16);
+            }
+            small[..n].sort_unstable();
+        } else {
+            large.extend(self.entries.iter().enumerate().map(|(i, (k, _))| {
+                ((qdict_bucket(k) as u64) << 32) | u64::from(u32::MAX - i as u32)
+            }));
+            large.sort_unstable();
+        }
+        (0..n).map(move |j| {
+            let i = if n <= small.len() {
+                15 - usize::from(small[j] & 15)
+            } else {
+                (u32::MAX - large[j] as u32) as usize
+            };
+            let (k, v) = &self.entries[i];
             (k.as_slice(), v)
         })
     }
@@ -148,8 +162,13 @@ impl Value {
             Value::Null => out.extend_from_slice(b"null"),
             Value::Bool(true) => out.extend_from_slice(b"true"),
             Value::Bool(false) => out.extend_from_slice(b"false"),
-            Value::Int(i) => out.extend_from_slice(i.to_string().as_bytes()),
-            Value::UInt(u) => out.extend_from_slice(u.to_string().as_bytes()),
+            // io::Write on a Vec: formatted in place, no String allocated.
+            Value::Int(i) => {
+                let _ = std::io::Write::write_fmt(out, format_args!("{i}"));
+            }
+            Value::UInt(u) => {
+                let _ = std::io::Write::write_fmt(out, format_args!("{u}"));
+            }
             Value::Double(d) => out.extend_from_slice(format_g17(*d).as_bytes()),
             Value::Str(s) => write_json_string(s, out),
             Value::List(items) => {
@@ -231,6 +250,20 @@ pub fn mod_utf8_codepoint(s: &[u8], n: usize) -> (i32, usize) {
     (cp, p)
 }
 
+/// Length of the leading run of `s` without a byte for which `stop` holds. Checks 32
+/// bytes at a time without branching, so the compiler vectorises it: strings of
+/// megabytes (base64 file data) are scanned at memory speed.
+pub(crate) fn run_len(s: &[u8], stop: impl Fn(u8) -> bool) -> usize {
+    let mut i = 0;
+    for c in s.chunks_exact(32) {
+        if c.iter().fold(false, |acc, &b| acc | stop(b)) {
+            break;
+        }
+        i += 32;
+    }
+    i + s[i..].iter().position(|&b| stop(b)).unwrap_or(s.len() - i)
+}
+
 /// Writes a string as QEMU's `to_json` does: pure ASCII, `\uXXXX` in uppercase hex,
 /// surrogate pairs beyond the BMP, U+FFFD for invalid bytes, stopping at a NUL byte.
 pub fn write_json_string(s: &[u8], out: &mut Vec<u8>) {
@@ -239,9 +272,9 @@ pub fn write_json_string(s: &[u8], out: &mut Vec<u8>) {
     while i < s.len() {
         // Fast path: printable ASCII that needs no escape.
         let start = i;
-        while i < s.len() && (0x20..0x7F).contains(&s[i]) && s[i] != b'"' && s[i] != b'\\' {
-            i += 1;
-        }
+        i += run_len(&s[i..], |b| {
+            !(0x20..0x7F).contains(&b) || b == b'"' || b == b'\\'
+        });
         out.extend_from_slice(&s[start..i]);
         if i >= s.len() || s[i] == 0 {
             break;
