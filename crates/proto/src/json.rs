@@ -11,9 +11,7 @@
 //! when the message is complete; the 64 MiB / 2 Mi-token / depth-1024 limits bound the
 //! memory any input can take.
 
-use std::collections::VecDeque;
-
-use crate::value::{mod_utf8_codepoint, Dict, Value};
+use crate::value::{mod_utf8_codepoint, run_len, Dict, Value};
 
 /// Total bytes of all tokens in one message, and the longest single token.
 pub const MAX_TOKEN_SIZE: usize = 64 << 20;
@@ -149,10 +147,26 @@ fn transition(state: u8, b: u8) -> (u8, bool) {
     }
 }
 
+/// Tokens up to this size are kept together in one buffer per message; longer ones
+/// (big strings) keep their own buffer, which the parser turns into the string value
+/// without copying it.
+const SMALL_TOKEN: usize = 256;
+/// Buffers grown beyond this by one large message are freed after it, not kept.
+const KEEP_CAPACITY: usize = 64 << 10;
+
+/// Where a token's bytes are.
+#[derive(Debug)]
+enum Text {
+    /// `arena[start..end]`.
+    Arena(usize, usize),
+    /// A buffer of its own.
+    Owned(Vec<u8>),
+}
+
 #[derive(Debug)]
 struct Token {
     kind: u8,
-    text: Vec<u8>,
+    text: Text,
 }
 
 /// One complete message: a value, or the `desc` of a JSON error (bytes: a stray token
@@ -163,11 +177,15 @@ pub type Message = Result<Value, Vec<u8>>;
 #[derive(Debug)]
 pub struct Streamer {
     state: u8,
+    /// The token being lexed.
     token: Vec<u8>,
-    tokens: VecDeque<Token>,
+    /// Bytes of the small tokens of the message being gathered.
+    arena: Vec<u8>,
+    tokens: Vec<Token>,
     brace_count: i64,
     bracket_count: i64,
     token_size: usize,
+    max_token_size: usize,
 }
 
 impl Default for Streamer {
@@ -179,13 +197,22 @@ impl Default for Streamer {
 impl Streamer {
     /// A streamer in its start state.
     pub fn new() -> Self {
+        Self::with_token_limit(MAX_TOKEN_SIZE)
+    }
+
+    /// A streamer whose token size limit (one token, and all tokens of one message) is
+    /// `max` bytes instead of QEMU's 64 MiB: for clients, whose replies may carry a
+    /// 48 MiB `guest-file-read` as a 64 MiB string.
+    pub fn with_token_limit(max: usize) -> Self {
         Streamer {
             state: IN_START,
             token: Vec::new(),
-            tokens: VecDeque::new(),
+            arena: Vec::new(),
+            tokens: Vec::new(),
             brace_count: 0,
             bracket_count: 0,
             token_size: 0,
+            max_token_size: max,
         }
     }
 
@@ -206,14 +233,13 @@ impl Streamer {
                 } else {
                     b'\''
                 };
-                let room = (MAX_TOKEN_SIZE + 1).saturating_sub(self.token.len());
-                let run = input[i..]
-                    .iter()
-                    .take(room)
-                    .position(|&b| !(0x20..=0xFD).contains(&b) || b == b'\\' || b == quote)
-                    .unwrap_or(room.min(input.len() - i));
+                let room = (self.max_token_size + 1).saturating_sub(self.token.len());
+                let rest = &input[i..];
+                let run = run_len(&rest[..room.min(rest.len())], |b| {
+                    !(0x20..=0xFD).contains(&b) || b == b'\\' || b == quote
+                });
                 if run > 0 {
-                    self.token.extend_from_slice(&input[i..i + run]);
+                    self.token.extend_from_slice(&rest[..run]);
                     i += run;
                     self.check_token_size(emit);
                     continue;
@@ -233,8 +259,7 @@ impl Streamer {
             let mut next = new_state;
             match new_state {
                 T_LCURLY..=T_STRING => {
-                    let text = std::mem::take(&mut self.token);
-                    self.process_token(new_state, text, emit);
+                    self.process_token(new_state, emit);
                     next = IN_START;
                 }
                 T_SKIP => {
@@ -243,8 +268,7 @@ impl Streamer {
                 }
                 IN_START => next = IN_START,
                 ERROR => {
-                    let text = std::mem::take(&mut self.token);
-                    self.process_token(ERROR, text, emit);
+                    self.process_token(ERROR, emit);
                     next = IN_RECOVERY;
                 }
                 IN_RECOVERY => self.token.clear(),
@@ -260,56 +284,94 @@ impl Streamer {
 
     /// A single token may not grow beyond the limit: it is cut off and reported.
     fn check_token_size(&mut self, emit: &mut dyn FnMut(Message)) {
-        if self.token.len() > MAX_TOKEN_SIZE {
-            let text = std::mem::take(&mut self.token);
-            self.process_token(self.state, text, emit);
+        if self.token.len() > self.max_token_size {
+            self.process_token(self.state, emit);
             self.state = IN_START;
         }
     }
 
-    /// json_message_process_token.
-    fn process_token(&mut self, kind: u8, text: Vec<u8>, emit: &mut dyn FnMut(Message)) {
+    /// Drops the current token's bytes (and its buffer, if a large one).
+    fn drop_token(&mut self) {
+        if self.token.capacity() > KEEP_CAPACITY {
+            self.token = Vec::new();
+        } else {
+            self.token.clear();
+        }
+    }
+
+    /// json_message_process_token, for the token in `self.token`.
+    fn process_token(&mut self, kind: u8, emit: &mut dyn FnMut(Message)) {
         match kind {
             T_LCURLY => self.brace_count += 1,
             T_RCURLY => self.brace_count -= 1,
             T_LSQUARE => self.bracket_count += 1,
             T_RSQUARE => self.bracket_count -= 1,
             ERROR => {
+                let text = &self.token;
                 let end = text.iter().position(|&c| c == 0).unwrap_or(text.len());
                 let mut desc = b"JSON parse error, stray '".to_vec();
                 desc.extend_from_slice(&text[..end]);
                 desc.push(b'\'');
+                self.drop_token();
                 return self.finish(Err(desc), emit);
             }
             _ => {}
         }
-        if self.token_size + text.len() + 1 > MAX_TOKEN_SIZE {
-            return self.finish(Err(b"JSON token size limit exceeded".to_vec()), emit);
+        let len = self.token.len();
+        let error: &[u8] = if self.token_size + len + 1 > self.max_token_size {
+            b"JSON token size limit exceeded"
+        } else if self.tokens.len() + 1 > MAX_TOKEN_COUNT {
+            b"JSON token count limit exceeded"
+        } else if self.bracket_count + self.brace_count > MAX_NESTING {
+            b"JSON nesting depth limit exceeded"
+        } else {
+            b""
+        };
+        if !error.is_empty() {
+            self.drop_token();
+            return self.finish(Err(error.to_vec()), emit);
         }
-        if self.tokens.len() + 1 > MAX_TOKEN_COUNT {
-            return self.finish(Err(b"JSON token count limit exceeded".to_vec()), emit);
-        }
-        if self.bracket_count + self.brace_count > MAX_NESTING {
-            return self.finish(Err(b"JSON nesting depth limit exceeded".to_vec()), emit);
-        }
-        self.token_size += text.len();
-        self.tokens.push_back(Token { kind, text });
+        self.token_size += len;
+        let text = if len <= SMALL_TOKEN {
+            let start = self.arena.len();
+            self.arena.extend_from_slice(&self.token);
+            self.token.clear();
+            Text::Arena(start, self.arena.len())
+        } else {
+            Text::Owned(std::mem::take(&mut self.token))
+        };
+        self.tokens.push(Token { kind, text });
         if (self.brace_count > 0 || self.bracket_count > 0)
             && self.brace_count >= 0
             && self.bracket_count >= 0
         {
             return;
         }
-        let tokens = std::mem::take(&mut self.tokens);
-        let msg = Parser { tokens, err: None }.parse();
+        let msg = Parser {
+            tokens: &mut self.tokens,
+            arena: &self.arena,
+            pos: 0,
+            err: None,
+        }
+        .parse();
         self.finish(msg, emit);
     }
 
+    /// Ends the message: the state is reset before `emit` runs.
     fn finish(&mut self, msg: Message, emit: &mut dyn FnMut(Message)) {
         self.brace_count = 0;
         self.bracket_count = 0;
-        self.tokens = VecDeque::new();
         self.token_size = 0;
+        if self.tokens.capacity() > KEEP_CAPACITY / std::mem::size_of::<Token>() {
+            self.tokens = Vec::new();
+        } else {
+            self.tokens.clear();
+        }
+        if self.arena.capacity() > KEEP_CAPACITY {
+            self.arena = Vec::new();
+        } else {
+            self.arena.clear();
+        }
         emit(msg);
     }
 }
@@ -337,12 +399,15 @@ pub fn parse_one(bytes: &[u8]) -> Option<Message> {
 
 /// json-parser.c: a recursive-descent parser over one message's tokens. The first
 /// error wins.
-struct Parser {
-    tokens: VecDeque<Token>,
+struct Parser<'a> {
+    tokens: &'a mut [Token],
+    arena: &'a [u8],
+    /// The next token.
+    pos: usize,
     err: Option<Vec<u8>>,
 }
 
-impl Parser {
+impl Parser<'_> {
     fn parse(mut self) -> Message {
         let v = self.parse_value();
         match (v, self.err) {
@@ -361,7 +426,26 @@ impl Parser {
     }
 
     fn peek_kind(&self) -> Option<u8> {
-        self.tokens.front().map(|t| t.kind)
+        self.tokens.get(self.pos).map(|t| t.kind)
+    }
+
+    /// Consumes the next token; returns its index.
+    fn pop(&mut self) -> Option<usize> {
+        (self.pos < self.tokens.len()).then(|| {
+            self.pos += 1;
+            self.pos - 1
+        })
+    }
+
+    fn kind(&self, t: usize) -> u8 {
+        self.tokens[t].kind
+    }
+
+    fn text(&self, t: usize) -> &[u8] {
+        match &self.tokens[t].text {
+            Text::Arena(start, end) => &self.arena[*start..*end],
+            Text::Owned(v) => v,
+        }
     }
 
     fn parse_value(&mut self) -> Option<Value> {
@@ -374,8 +458,8 @@ impl Parser {
             Some(T_LSQUARE) => self.parse_array(),
             Some(T_INTEGER | T_FLOAT | T_STRING) => self.parse_literal(),
             Some(T_KEYWORD) => {
-                let t = self.tokens.pop_front()?;
-                match t.text.as_slice() {
+                let t = self.pop()?;
+                match self.text(t).to_vec().as_slice() {
                     b"true" => Some(Value::Bool(true)),
                     b"false" => Some(Value::Bool(false)),
                     b"null" => Some(Value::Null),
@@ -396,7 +480,7 @@ impl Parser {
     }
 
     fn parse_object(&mut self) -> Option<Value> {
-        self.tokens.pop_front();
+        self.pop();
         let mut dict = Dict::new();
         match self.peek_kind() {
             None => {
@@ -404,18 +488,18 @@ impl Parser {
                 return None;
             }
             Some(T_RCURLY) => {
-                self.tokens.pop_front();
+                self.pop();
                 return Some(Value::Dict(dict));
             }
             Some(_) => {}
         }
         self.parse_pair(&mut dict)?;
         loop {
-            let Some(t) = self.tokens.pop_front() else {
+            let Some(t) = self.pop() else {
                 self.error(b"premature EOI");
                 return None;
             };
-            match t.kind {
+            match self.kind(t) {
                 T_RCURLY => return Some(Value::Dict(dict)),
                 T_COMMA => self.parse_pair(&mut dict)?,
                 _ => {
@@ -438,11 +522,11 @@ impl Parser {
                 return None;
             }
         };
-        let Some(colon) = self.tokens.pop_front() else {
+        let Some(colon) = self.pop() else {
             self.error(b"premature EOI");
             return None;
         };
-        if colon.kind != T_COLON {
+        if self.kind(colon) != T_COLON {
             self.error(b"missing : in object pair");
             return None;
         }
@@ -464,7 +548,7 @@ impl Parser {
     }
 
     fn parse_array(&mut self) -> Option<Value> {
-        self.tokens.pop_front();
+        self.pop();
         let mut list = Vec::new();
         match self.peek_kind() {
             None => {
@@ -472,7 +556,7 @@ impl Parser {
                 return None;
             }
             Some(T_RSQUARE) => {
-                self.tokens.pop_front();
+                self.pop();
                 return Some(Value::List(list));
             }
             Some(_) => {}
@@ -483,11 +567,11 @@ impl Parser {
         };
         list.push(v);
         loop {
-            let Some(t) = self.tokens.pop_front() else {
+            let Some(t) = self.pop() else {
                 self.error(b"premature EOI");
                 return None;
             };
-            match t.kind {
+            match self.kind(t) {
                 T_RSQUARE => return Some(Value::List(list)),
                 T_COMMA => {
                     let Some(v) = self.parse_value() else {
@@ -505,10 +589,12 @@ impl Parser {
     }
 
     fn parse_literal(&mut self) -> Option<Value> {
-        let t = self.tokens.pop_front()?;
-        let text = std::str::from_utf8(&t.text).unwrap_or("");
-        match t.kind {
-            T_STRING => self.parse_string(&t.text),
+        let t = self.pop()?;
+        if self.kind(t) == T_STRING {
+            return self.parse_string(t);
+        }
+        let text = std::str::from_utf8(self.text(t)).unwrap_or("");
+        match self.kind(t) {
             T_INTEGER => {
                 if let Ok(i) = text.parse::<i64>() {
                     Some(Value::Int(i))
@@ -525,89 +611,117 @@ impl Parser {
         }
     }
 
-    /// parse_string: escapes, surrogate pairs, and modified UTF-8 validation.
-    fn parse_string(&mut self, tok: &[u8]) -> Option<Value> {
-        // The C code reads the token as a NUL-terminated string; reads past the end of
-        // a malformed `\u` escape see NULs.
-        let at = |i: usize| tok.get(i).copied().unwrap_or(0);
-        let quote = tok[0];
-        let mut out = Vec::with_capacity(tok.len());
-        let mut p = 1;
-        while at(p) != quote {
-            if at(p) == 0 {
-                // Only reachable after a malformed escape ran past the token.
-                self.error(b"premature EOI");
-                return None;
-            }
-            if at(p) == b'\\' {
-                let beg = p;
-                p += 1;
-                let c = at(p);
-                p += 1;
-                match c {
-                    b'"' => out.push(b'"'),
-                    b'\'' => out.push(b'\''),
-                    b'\\' => out.push(b'\\'),
-                    b'/' => out.push(b'/'),
-                    b'b' => out.push(0x08),
-                    b'f' => out.push(0x0C),
-                    b'n' => out.push(b'\n'),
-                    b'r' => out.push(b'\r'),
-                    b't' => out.push(b'\t'),
-                    b'u' => {
-                        let hex4 = |i: usize| -> i32 {
-                            let mut cp = 0i32;
-                            for k in 0..4 {
-                                match (at(i + k) as char).to_digit(16) {
-                                    Some(d) => cp = (cp << 4) | d as i32,
-                                    None => return -1,
-                                }
-                            }
-                            cp
-                        };
-                        let mut cp = hex4(p);
-                        p += 4;
-                        if (0xD800..=0xDBFF).contains(&cp) && at(p) == b'\\' && at(p + 1) == b'u' {
-                            let lead = 0x10000 + ((cp & 0x3FF) << 10);
-                            let trail = hex4(p + 2);
-                            if (0xDC00..=0xDFFF).contains(&trail) {
-                                cp = lead | (trail & 0x3FF);
-                                p += 6;
-                            } else {
-                                cp = -1;
-                            }
-                        }
-                        if !mod_utf8_encode(cp, &mut out) {
-                            let end = p.min(tok.len());
-                            let shown: Vec<u8> = tok[beg..end]
-                                .iter()
-                                .copied()
-                                .take_while(|&c| c != 0)
-                                .collect();
-                            let mut m = shown;
-                            m.extend_from_slice(b" is not a valid Unicode character");
-                            self.error(&m);
-                            return None;
-                        }
-                    }
-                    _ => {
-                        self.error(b"invalid escape sequence in string");
-                        return None;
-                    }
-                }
-            } else {
-                let (cp, used) = mod_utf8_codepoint(&tok[p..], 6);
-                if cp < 0 {
-                    self.error(b"invalid UTF-8 sequence in string");
-                    return None;
-                }
-                // Valid input is copied as is (a C0 80 pair stays C0 80).
-                out.extend_from_slice(&tok[p..p + used]);
-                p += used;
+    /// parse_string. A large token with nothing to decode (printable ASCII, no
+    /// escapes) becomes the value in place, without a copy.
+    fn parse_string(&mut self, t: usize) -> Option<Value> {
+        if let Text::Owned(v) = &mut self.tokens[t].text {
+            let n = v.len();
+            if n >= 2 && run_len(&v[1..n - 1], |b| b >= 0x80 || b == b'\\') == n - 2 {
+                let mut v = std::mem::take(v);
+                v.copy_within(1..n - 1, 0);
+                v.truncate(n - 2);
+                return Some(Value::Str(v));
             }
         }
-        Some(Value::Str(out))
+        match decode_string(self.text(t)) {
+            Ok(s) => Some(Value::Str(s)),
+            Err(msg) => {
+                self.error(&msg);
+                None
+            }
+        }
     }
+}
+
+/// json-parser.c parse_string on a string token (quotes included): escapes, surrogate
+/// pairs, and modified UTF-8 validation. The error is the text after "JSON parse
+/// error, ".
+fn decode_string(tok: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
+    // The C code reads the token as a NUL-terminated string; reads past the end of a
+    // malformed `\u` escape see NULs.
+    let at = |i: usize| tok.get(i).copied().unwrap_or(0);
+    let quote = tok[0];
+    let mut out = Vec::with_capacity(tok.len());
+    let mut p = 1;
+    while at(p) != quote {
+        // Fast path: ASCII other than `\` and the quote is copied as is.
+        let run = run_len(&tok[p.min(tok.len())..], |b| {
+            b == 0 || b >= 0x80 || b == b'\\' || b == quote
+        });
+        if run > 0 {
+            out.extend_from_slice(&tok[p..p + run]);
+            p += run;
+            continue;
+        }
+        if at(p) == 0 {
+            // Only reachable after a malformed escape ran past the token.
+            return Err(b"premature EOI".to_vec());
+        }
+        if at(p) == b'\\' {
+            let beg = p;
+            p += 1;
+            let c = at(p);
+            p += 1;
+            match c {
+                b'"' => out.push(b'"'),
+                b'\'' => out.push(b'\''),
+                b'\\' => out.push(b'\\'),
+                b'/' => out.push(b'/'),
+                b'b' => out.push(0x08),
+                b'f' => out.push(0x0C),
+                b'n' => out.push(b'\n'),
+                b'r' => out.push(b'\r'),
+                b't' => out.push(b'\t'),
+                b'u' => {
+                    let hex4 = |i: usize| -> i32 {
+                        let mut cp = 0i32;
+                        for k in 0..4 {
+                            match (at(i + k) as char).to_digit(16) {
+                                Some(d) => cp = (cp << 4) | d as i32,
+                                None => return -1,
+                            }
+                        }
+                        cp
+                    };
+                    let mut cp = hex4(p);
+                    p += 4;
+                    if (0xD800..=0xDBFF).contains(&cp) && at(p) == b'\\' && at(p + 1) == b'u' {
+                        let lead = 0x10000 + ((cp & 0x3FF) << 10);
+                        let trail = hex4(p + 2);
+                        if (0xDC00..=0xDFFF).contains(&trail) {
+                            cp = lead | (trail & 0x3FF);
+                            p += 6;
+                        } else {
+                            cp = -1;
+                        }
+                    }
+                    if !mod_utf8_encode(cp, &mut out) {
+                        let end = p.min(tok.len());
+                        let shown: Vec<u8> = tok[beg..end]
+                            .iter()
+                            .copied()
+                            .take_while(|&c| c != 0)
+                            .collect();
+                        let mut m = shown;
+                        m.extend_from_slice(b" is not a valid Unicode character");
+                        return Err(m);
+                    }
+                }
+                _ => {
+                    return Err(b"invalid escape sequence in string".to_vec());
+                }
+            }
+        } else {
+            let (cp, used) = mod_utf8_codepoint(&tok[p..], 6);
+            if cp < 0 {
+                return Err(b"invalid UTF-8 sequence in string".to_vec());
+            }
+            // Valid input is copied as is (a C0 80 pair stays C0 80).
+            out.extend_from_slice(&tok[p..p + used]);
+            p += used;
+        }
+    }
+    Ok(out)
 }
 
 /// util/unicode.c `mod_utf8_encode`: U+0000 becomes C0 80; surrogates, noncharacters
