@@ -248,12 +248,13 @@ fn executor(agent: &Agent, queue: &Queue) {
             );
         }
         if let Some(reply) = dispatch::handle(agent, msg) {
-            let mut out = Vec::with_capacity(reply.json.len() + 1);
-            if reply.delimit {
-                out.push(0xFF);
-            }
-            out.extend_from_slice(&reply.json);
-            if let Err(e) = conn.write_all(&out) {
+            // The 0xFF goes in a write of its own, as qemu-ga sends it; the reply is
+            // written from where it was serialized (no copy of a 64 MiB file read).
+            let sent = match reply.delimit {
+                true => conn.write_all(&[0xFF]),
+                false => Ok(()),
+            };
+            if let Err(e) = sent.and_then(|()| conn.write_all(&reply.json)) {
                 agent
                     .log
                     .log(Level::Warning, &format!("error sending response: {e}"));
