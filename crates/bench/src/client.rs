@@ -35,7 +35,9 @@ impl Conn {
             .map_err(|e| e.to_string())?;
         Ok(Conn {
             stream,
-            streamer: Streamer::new(),
+            // Replies are not bound by the agent's 64 MiB request limit: a 48 MiB
+            // guest-file-read comes back as a 64 MiB string.
+            streamer: Streamer::with_token_limit(1 << 40),
             pending: VecDeque::new(),
             buf: vec![0; READ_SIZE],
         })

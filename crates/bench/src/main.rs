@@ -8,11 +8,14 @@
 //! ```
 //! `--only` takes a comma list of: size, startup, idle, ping, pipelined, exec, read,
 //! write, limit. `footprint` runs our agent alone and prints its idle RSS, threads and
-//! wakeups as `name value` lines (for scripts/footprint.sh).
+//! wakeups as `name value` lines (for scripts/footprint.sh). `probe-json BYTES` runs the
+//! JSON code alone on a guest-file-write request and a guest-file-read reply carrying
+//! BYTES of data, for profiling it under callgrind.
 
 mod agent;
 mod b64;
 mod client;
+mod probe;
 mod report;
 mod run;
 mod targets;
@@ -38,6 +41,8 @@ pub struct Opts {
     pub footprint: bool,
     /// Idle observation window, seconds (footprint; the full run uses 10, quick 1).
     pub window: Option<f64>,
+    /// `probe-json BYTES` subcommand: the JSON code alone, for callgrind.
+    pub probe: Option<usize>,
 }
 
 impl Opts {
@@ -71,12 +76,17 @@ fn parse_args() -> Result<Opts, String> {
         only: Vec::new(),
         footprint: false,
         window: None,
+        probe: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().ok_or(format!("{a} needs a value\n{USAGE}"));
         match a.as_str() {
             "footprint" => o.footprint = true,
+            "probe-json" => {
+                let v = value()?;
+                o.probe = Some(v.parse().map_err(|_| format!("bad size {v}"))?);
+            }
             "--quick" => o.quick = true,
             "--json" => o.json = value()?.into(),
             "--ours" => o.ours = value()?.into(),
@@ -107,7 +117,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = if opts.footprint {
+    let result = if let Some(bytes) = opts.probe {
+        probe::json(bytes)
+    } else if opts.footprint {
         run::footprint(&opts)
     } else {
         run::bench(&opts)
