@@ -170,6 +170,8 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
         let mut costs: [Cost; 2] = [None, None];
         for (i, (a, theirs)) in agents.iter().enumerate() {
             let (figures, cost) = costed(a, f.as_ref());
+            // A workload that failed has no meaningful cost.
+            let cost = figures.as_ref().map_err(Clone::clone).and(cost);
             for key in keys.iter().filter(|_| figures.is_err()) {
                 r.set(
                     key,
