@@ -17,6 +17,8 @@
 //! guest-get-load, guest-network-get-route.
 
 use qga_proto::cmds::core::*;
+use qga_proto::cmds::exec::*;
+use qga_proto::cmds::file::*;
 
 use crate::command;
 use crate::dispatch::CommandDef;
@@ -33,6 +35,14 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestPingArgs => core::ping).frozen_ok(),
     command!(GuestGetTimeArgs => core::get_time),
     command!(GuestInfoArgs => core::info).frozen_ok(),
+    command!(GuestFileOpenArgs => file::open),
+    command!(GuestFileCloseArgs => file::close),
+    command!(GuestFileReadArgs => file::read),
+    command!(GuestFileWriteArgs => file::write),
+    command!(GuestFileSeekArgs => file::seek),
+    command!(GuestFileFlushArgs => file::flush),
+    command!(GuestExecStatusArgs => exec::status),
+    command!(GuestExecArgs => exec::exec),
 ];
 
 #[cfg(test)]

@@ -1,0 +1,573 @@
+//! A file stream that behaves as glibc's `FILE` does for the calls qemu-ga makes
+//! (`fdopen`, `fread`, `fwrite`, `fseek`, `ftell`, `fflush`, `fclose`, `feof`,
+//! `ferror`, `clearerr`), because hosts can observe it:
+//!
+//! - writes are buffered: nothing reaches the file until a flush, seek, read or close,
+//!   except that a write too large for the buffer sends whole buffer-sized blocks
+//!   straight to the file and buffers only the remainder (`_IO_new_file_xsputn`); the
+//!   buffer is `st_blksize` bytes, at most `BUFSIZ` (8192); terminals are line-buffered;
+//! - a failed flush throws the buffered data away (`new_do_write`);
+//! - a read loops until `count` bytes, end of file (sets the EOF flag) or an error
+//!   (sets the error flag; on a non-blocking pipe that is EAGAIN, and what was read
+//!   before it is lost, as with `fread`);
+//! - the EOF and error flags stay until `clearerr`; `ferror` reports the errno of the
+//!   failure that set the flag.
+//!
+//! Reads are not buffered here: glibc's read-ahead only changes the descriptor's
+//! offset, which nobody else sees (the descriptor is private and close-on-exec), while
+//! `ftell` and every read return the same as with glibc.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// glibc's `BUFSIZ`: the largest stdio buffer.
+const BUFSIZ: usize = 8192;
+
+/// The fopen modes qemu-ga accepts (exactly these strings) and their open(2) flags.
+const MODES: [(&str, libc::c_int); 15] = {
+    use libc::{O_APPEND, O_CREAT, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY};
+    [
+        ("r", O_RDONLY),
+        ("rb", O_RDONLY),
+        ("w", O_WRONLY | O_CREAT | O_TRUNC),
+        ("wb", O_WRONLY | O_CREAT | O_TRUNC),
+        ("a", O_WRONLY | O_CREAT | O_APPEND),
+        ("ab", O_WRONLY | O_CREAT | O_APPEND),
+        ("r+", O_RDWR),
+        ("rb+", O_RDWR),
+        ("r+b", O_RDWR),
+        ("w+", O_RDWR | O_CREAT | O_TRUNC),
+        ("wb+", O_RDWR | O_CREAT | O_TRUNC),
+        ("w+b", O_RDWR | O_CREAT | O_TRUNC),
+        ("a+", O_RDWR | O_CREAT | O_APPEND),
+        ("ab+", O_RDWR | O_CREAT | O_APPEND),
+        ("a+b", O_RDWR | O_CREAT | O_APPEND),
+    ]
+};
+
+/// Why [`Stream::open`] failed; the command turns each into qemu-ga's sentence.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Not one of the 15 accepted mode strings.
+    InvalidMode,
+    /// open(2) failed.
+    Open(io::Error),
+    /// fchmod(2) of a newly created file failed (the file was removed again).
+    Chmod(io::Error),
+}
+
+/// `fseek` origins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whence {
+    /// SEEK_SET
+    Set,
+    /// SEEK_CUR
+    Cur,
+    /// SEEK_END
+    End,
+}
+
+/// An open stream (qemu-ga's `FILE *`).
+#[derive(Debug)]
+pub struct Stream {
+    fd: OwnedFd,
+    readable: bool,
+    writable: bool,
+    /// Size of the write buffer.
+    bufsize: usize,
+    line_buffered: bool,
+    /// Buffered output not yet written.
+    pending: Vec<u8>,
+    /// glibc's "currently putting" with an allocated buffer: the free space of the
+    /// buffer can take data directly. A read or a seek ends it.
+    put_mode: bool,
+    eof: bool,
+    /// The error flag, with the errno of the failure that set it.
+    error: Option<i32>,
+}
+
+impl Stream {
+    /// Opens `path` as qemu-ga's `safe_open_or_create` + `fdopen` do: the mode's open
+    /// flags plus `O_NOCTTY | O_NONBLOCK | O_CLOEXEC`; a creating mode first tries
+    /// `O_EXCL` and `fchmod`s a file it created to 0666 regardless of umask (an existing
+    /// file keeps its permissions).
+    pub fn open(path: &str, mode: &str) -> Result<Stream, OpenError> {
+        let (_, base) = MODES
+            .iter()
+            .find(|(m, _)| *m == mode)
+            .ok_or(OpenError::InvalidMode)?;
+        let cpath = CString::new(path).map_err(|_| OpenError::Open(einval()))?;
+        let mut flags = base | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
+        let creating = flags & libc::O_CREAT != 0;
+        let excl = if creating { libc::O_EXCL } else { 0 };
+        let mut fd = sys_open(&cpath, flags | excl);
+        if creating && matches!(&fd, Err(e) if e.raw_os_error() == Some(libc::EEXIST)) {
+            flags &= !libc::O_CREAT;
+            fd = sys_open(&cpath, flags);
+        }
+        let fd = fd.map_err(OpenError::Open)?;
+        if flags & libc::O_CREAT != 0 {
+            // SAFETY: fchmod on a descriptor we own.
+            if unsafe { libc::fchmod(fd.as_raw_fd(), 0o666) } < 0 {
+                let e = io::Error::last_os_error();
+                drop(fd);
+                // SAFETY: cpath is a valid NUL-terminated string.
+                unsafe { libc::unlink(cpath.as_ptr()) };
+                return Err(OpenError::Chmod(e));
+            }
+        }
+        let access = base & libc::O_ACCMODE;
+        let readable = access != libc::O_WRONLY;
+        let writable = access != libc::O_RDONLY;
+        if base & libc::O_APPEND != 0 && !readable {
+            // fdopen() moves a write-only append stream to the end (ESPIPE ignored).
+            // SAFETY: lseek on a descriptor we own.
+            unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_END) };
+        }
+        let (bufsize, line_buffered) = buffer_policy(&fd);
+        Ok(Stream {
+            fd,
+            readable,
+            writable,
+            bufsize,
+            line_buffered,
+            pending: Vec::new(),
+            put_mode: false,
+            eof: false,
+            error: None,
+        })
+    }
+
+    /// `feof`
+    pub fn eof(&self) -> bool {
+        self.eof
+    }
+
+    /// `ferror`, with the errno of the failure that set the flag.
+    pub fn error(&self) -> Option<io::Error> {
+        self.error.map(io::Error::from_raw_os_error)
+    }
+
+    /// `clearerr`
+    pub fn clearerr(&mut self) {
+        self.eof = false;
+        self.error = None;
+    }
+
+    fn fail(&mut self, e: &io::Error) {
+        self.error = Some(e.raw_os_error().unwrap_or(libc::EIO));
+    }
+
+    /// `fread(count)`: appends what was read to `buf` (which the caller sized) and
+    /// returns how many bytes that was. Check [`eof`](Self::eof) and
+    /// [`error`](Self::error) afterwards, as with stdio.
+    pub fn read(&mut self, buf: &mut Vec<u8>, count: usize) -> usize {
+        if count == 0 {
+            return 0;
+        }
+        if !self.pending.is_empty() && self.flush_pending().is_err() {
+            return 0;
+        }
+        self.put_mode = false;
+        if !self.readable {
+            self.fail(&io::Error::from_raw_os_error(libc::EBADF));
+            return 0;
+        }
+        let start = buf.len();
+        buf.reserve(count);
+        while buf.len() - start < count && !self.eof {
+            match read_into(&self.fd, buf, count - (buf.len() - start)) {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(&e);
+                    break;
+                }
+            }
+        }
+        buf.len() - start
+    }
+
+    /// `fwrite(data)`: returns how many bytes were accepted (buffered or written).
+    pub fn write(&mut self, data: &[u8]) -> usize {
+        let n = data.len();
+        if n == 0 {
+            return 0;
+        }
+        if !self.writable {
+            self.fail(&io::Error::from_raw_os_error(libc::EBADF));
+            return 0;
+        }
+        let mut rest = data;
+        let mut must_flush = false;
+        if self.put_mode {
+            let space = self.bufsize - self.pending.len();
+            let mut take = space.min(rest.len());
+            if self.line_buffered && space >= rest.len() {
+                if let Some(nl) = rest.iter().rposition(|&b| b == b'\n') {
+                    take = nl + 1;
+                    must_flush = true;
+                }
+            }
+            self.pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+        }
+        if rest.is_empty() && !must_flush {
+            return n;
+        }
+        // The buffer is full (or not yet in use): write it out, then whole blocks
+        // straight from the caller's data, and buffer the remainder.
+        if self.flush_pending().is_err() {
+            return n - rest.len();
+        }
+        self.put_mode = true;
+        let direct = rest.len() - rest.len() % self.bufsize;
+        if direct > 0 {
+            if let Err((written, _)) = self.write_all(&rest[..direct]) {
+                return n - (rest.len() - written);
+            }
+            rest = &rest[direct..];
+        }
+        if self.line_buffered {
+            if let Some(nl) = rest.iter().rposition(|&b| b == b'\n') {
+                if let Err((written, _)) = self.write_all(&rest[..=nl]) {
+                    return n - (rest.len() - written);
+                }
+                rest = &rest[nl + 1..];
+            }
+        }
+        self.pending.extend_from_slice(rest);
+        n
+    }
+
+    /// `fflush`
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.flush_pending()
+    }
+
+    /// Writes out the buffer; it is emptied even when that fails, as glibc does.
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let result = self.write_all(&pending).map_err(|(_, e)| e);
+        self.pending = pending;
+        self.pending.clear();
+        result
+    }
+
+    /// `_IO_new_file_write`: loops until everything is written or write(2) fails,
+    /// which sets the error flag; the error comes with the bytes written before it.
+    fn write_all(&mut self, mut data: &[u8]) -> Result<(), (usize, io::Error)> {
+        let total = data.len();
+        while !data.is_empty() {
+            // SAFETY: data is a valid slice; fd is open.
+            let r = unsafe { libc::write(self.fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.fail(&e);
+                return Err((total - data.len(), e));
+            }
+            data = &data[r as usize..];
+        }
+        Ok(())
+    }
+
+    /// `fseek`: flushes buffered output, then moves; clears the EOF flag on success.
+    pub fn seek(&mut self, offset: i64, whence: Whence) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.flush_pending()?;
+        }
+        self.put_mode = false;
+        let w = match whence {
+            Whence::Set => libc::SEEK_SET,
+            Whence::Cur => libc::SEEK_CUR,
+            Whence::End => libc::SEEK_END,
+        };
+        // SAFETY: lseek on a descriptor we own.
+        if unsafe { libc::lseek(self.fd.as_raw_fd(), offset, w) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.eof = false;
+        Ok(())
+    }
+
+    /// `ftell`: the position, buffered output included.
+    pub fn tell(&self) -> io::Result<i64> {
+        // SAFETY: lseek on a descriptor we own.
+        let pos = unsafe { libc::lseek(self.fd.as_raw_fd(), 0, libc::SEEK_CUR) };
+        if pos < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(pos + self.pending.len() as i64)
+    }
+
+    /// `fclose`: flushes, then closes the descriptor whatever happened; the first
+    /// failure is returned.
+    pub fn close(mut self) -> io::Result<()> {
+        let flushed = self.flush_pending();
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(self.fd);
+        // SAFETY: we own raw and close it exactly once.
+        let closed = if unsafe { libc::close(raw) } < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        };
+        // errno is close(2)'s when it failed, else the flush's.
+        closed.and(flushed)
+    }
+}
+
+fn einval() -> io::Error {
+    io::Error::from_raw_os_error(libc::EINVAL)
+}
+
+fn sys_open(path: &CString, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: path is a valid NUL-terminated string; mode 0 only applies with O_CREAT.
+    let fd = unsafe { libc::open(path.as_ptr(), flags, 0 as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open succeeded, so fd is a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// glibc's `_IO_file_doallocate`: `st_blksize` when smaller than BUFSIZ, and line
+/// buffering for terminals.
+fn buffer_policy(fd: &OwnedFd) -> (usize, bool) {
+    // SAFETY: stat is plain data; fstat fills it for a descriptor we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return (BUFSIZ, false);
+    }
+    let blksize = usize::try_from(st.st_blksize).unwrap_or(0);
+    let size = if blksize > 0 && blksize < BUFSIZ {
+        blksize
+    } else {
+        BUFSIZ
+    };
+    // SAFETY: isatty only inspects the descriptor.
+    let tty =
+        st.st_mode & libc::S_IFMT == libc::S_IFCHR && unsafe { libc::isatty(fd.as_raw_fd()) } == 1;
+    (size.max(128), tty)
+}
+
+/// One read(2) of at most `max` bytes into the spare capacity of `buf`.
+fn read_into(fd: &OwnedFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let want = max.min(spare.len());
+    // SAFETY: the pointer and length describe the vector's spare capacity, which
+    // read(2) may fill with arbitrary bytes.
+    let r = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = r as usize;
+    // SAFETY: read(2) initialised the first n bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let d = std::env::temp_dir().join(format!("qga-stdio-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn open(p: &std::path::Path, mode: &str) -> Stream {
+        Stream::open(p.to_str().unwrap(), mode).unwrap()
+    }
+
+    fn on_disk(p: &std::path::Path) -> Vec<u8> {
+        std::fs::read(p).unwrap()
+    }
+
+    #[test]
+    fn exactly_the_fifteen_modes() {
+        let d = temp_dir("modes");
+        let p = d.join("f");
+        for m in [
+            "r", "rb", "w", "wb", "a", "ab", "r+", "rb+", "r+b", "w+", "wb+", "w+b", "a+", "ab+",
+            "a+b",
+        ] {
+            std::fs::write(&p, b"x").unwrap();
+            assert!(Stream::open(p.to_str().unwrap(), m).is_ok(), "{m}");
+        }
+        for m in ["", "rw", "r+w", "x", "R", "rb+x", "wx", "b", "+r"] {
+            assert!(matches!(
+                Stream::open(p.to_str().unwrap(), m),
+                Err(OpenError::InvalidMode)
+            ));
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn new_files_are_0666_and_existing_ones_keep_their_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = temp_dir("perm");
+        let p = d.join("new");
+        // (The test process's umask is 022, which would give 0644.)
+        open(&p, "w").close().unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o666);
+        let q = d.join("old");
+        std::fs::write(&q, b"keep").unwrap();
+        std::fs::set_permissions(&q, std::fs::Permissions::from_mode(0o600)).unwrap();
+        open(&q, "a+").close().unwrap();
+        assert_eq!(
+            std::fs::metadata(&q).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // "w" truncates an existing file.
+        open(&q, "w").close().unwrap();
+        assert_eq!(on_disk(&q), b"");
+        match Stream::open(d.join("no/such").to_str().unwrap(), "r") {
+            Err(OpenError::Open(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn writes_are_buffered_until_flush_seek_read_or_close() {
+        let d = temp_dir("buf");
+        let p = d.join("f");
+        let mut s = open(&p, "w+");
+        assert_eq!(s.write(b"hello"), 5);
+        assert_eq!(on_disk(&p), b"");
+        assert_eq!(s.tell().unwrap(), 5);
+        s.flush().unwrap();
+        assert_eq!(on_disk(&p), b"hello");
+        s.write(b" world");
+        s.seek(0, Whence::Set).unwrap();
+        assert_eq!(on_disk(&p), b"hello world");
+        s.seek(0, Whence::End).unwrap();
+        s.write(b"!");
+        let mut buf = Vec::new();
+        assert_eq!(s.read(&mut buf, 10), 0);
+        assert!(s.eof());
+        assert_eq!(on_disk(&p), b"hello world!");
+        s.clearerr();
+        s.write(b"?");
+        s.close().unwrap();
+        assert_eq!(on_disk(&p), b"hello world!?");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_large_write_goes_out_in_whole_blocks_and_buffers_the_rest() {
+        let d = temp_dir("big");
+        let p = d.join("f");
+        let mut s = open(&p, "w");
+        let bs = s.bufsize;
+        let data: Vec<u8> = (0..(2 * bs + 100)).map(|i| i as u8).collect();
+        assert_eq!(s.write(&data), data.len());
+        assert_eq!(on_disk(&p), &data[..2 * bs]);
+        // The buffer now takes bs - 100 more bytes before anything is written.
+        s.write(&vec![7u8; bs - 100]);
+        assert_eq!(on_disk(&p).len(), 2 * bs);
+        s.write(b"x");
+        assert_eq!(on_disk(&p).len(), 3 * bs);
+        s.close().unwrap();
+        assert_eq!(on_disk(&p).len(), 3 * bs + 1);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn eof_is_set_only_when_a_read_hits_the_end() {
+        let d = temp_dir("eof");
+        let p = d.join("f");
+        std::fs::write(&p, b"0123456789").unwrap();
+        let mut s = open(&p, "r");
+        let mut buf = Vec::new();
+        assert_eq!(s.read(&mut buf, 10), 10);
+        assert!(!s.eof());
+        assert_eq!(s.read(&mut buf, 10), 0);
+        assert!(s.eof());
+        s.clearerr();
+        s.seek(4, Whence::Set).unwrap();
+        assert_eq!(s.read(&mut buf, 4096), 6);
+        assert!(s.eof());
+        assert_eq!(buf, b"0123456789456789");
+        // Seeking clears EOF; beyond the end is allowed.
+        s.seek(100, Whence::Set).unwrap();
+        assert!(!s.eof());
+        assert_eq!(s.tell().unwrap(), 100);
+        assert_eq!(s.read(&mut buf, 0), 0);
+        assert!(!s.eof());
+        let e = s.seek(-1, Whence::Set).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn wrong_direction_is_ebadf_and_append_starts_at_the_end() {
+        let d = temp_dir("dir");
+        let p = d.join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        let mut s = open(&p, "r");
+        assert_eq!(s.write(b""), 0);
+        assert!(s.error().is_none());
+        assert_eq!(s.write(b"x"), 0);
+        assert_eq!(s.error().unwrap().raw_os_error(), Some(libc::EBADF));
+        let mut s = open(&p, "a");
+        assert_eq!(s.tell().unwrap(), 3);
+        let mut buf = Vec::new();
+        assert_eq!(s.read(&mut buf, 1), 0);
+        assert_eq!(s.error().unwrap().raw_os_error(), Some(libc::EBADF));
+        let s = open(&p, "a+");
+        assert_eq!(s.tell().unwrap(), 0);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn pipes_non_blocking_reads_and_failed_flushes() {
+        let d = temp_dir("fifo");
+        let p = d.join("fifo");
+        let c = CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: c is a valid path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let mut r = open(&p, "r");
+        let mut w = open(&p, "w");
+        let mut buf = Vec::new();
+        // Empty pipe: EAGAIN, like fread on a non-blocking descriptor.
+        assert_eq!(r.read(&mut buf, 10), 0);
+        assert_eq!(r.error().unwrap().raw_os_error(), Some(libc::EAGAIN));
+        r.clearerr();
+        assert_eq!(w.write(b"abc"), 3);
+        w.flush().unwrap();
+        // Less than asked for, then EAGAIN: an error, and the data is gone.
+        assert_eq!(r.read(&mut buf, 10), 3);
+        assert!(r.error().is_some());
+        r.clearerr();
+        assert_eq!(
+            w.seek(0, Whence::Cur).unwrap_err().raw_os_error(),
+            Some(libc::ESPIPE)
+        );
+        // The reader goes away: the flush fails with EPIPE and drops the buffer.
+        drop(r);
+        assert_eq!(w.write(b"lost"), 4);
+        assert_eq!(w.flush().unwrap_err().raw_os_error(), Some(libc::EPIPE));
+        assert_eq!(w.error().unwrap().raw_os_error(), Some(libc::EPIPE));
+        w.clearerr();
+        w.flush().unwrap();
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
