@@ -84,22 +84,31 @@ fn with_file<T>(
     let slot = agent.files.find(handle)?;
     let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
     let file = guard.as_mut().ok_or_else(|| not_found(handle))?;
+    file.stream.new_request();
     f(file)
 }
 
-/// The part of a QAPI string C code sees: everything before the first NUL.
-pub(crate) fn c_str(s: &str) -> &str {
-    s.split('\0').next().unwrap_or(s)
+/// The bytes C code sees for a QAPI string: QEMU keeps U+0000 (`\u0000` on the wire)
+/// as modified UTF-8, the pair C0 80, so it neither ends nor is cut from a path.
+pub(crate) fn os_bytes(s: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(s.len() + 1);
+    for &b in s.as_bytes() {
+        match b {
+            0 => v.extend_from_slice(&[0xC0, 0x80]),
+            b => v.push(b),
+        }
+    }
+    v
 }
 
 /// guest-file-open
 pub fn open(agent: &Agent, args: GuestFileOpenArgs) -> Result<i64> {
-    let path = c_str(&args.path);
-    let mode = c_str(args.mode.as_deref().unwrap_or("r"));
+    let path = &args.path;
+    let mode = args.mode.as_deref().unwrap_or("r");
     agent.log.audit(&format!(
         "guest-file-open called, filepath: {path}, mode: {mode}"
     ));
-    let stream = Stream::open(path, mode).map_err(|e| match e {
+    let stream = Stream::open(&os_bytes(path), mode).map_err(|e| match e {
         OpenError::InvalidMode => Error::new(format!("invalid file open mode '{mode}'")),
         OpenError::Open(e) => {
             Error::errno(format!("failed to open file '{path}' (mode: '{mode}')"), &e)
@@ -476,9 +485,9 @@ mod tests {
         let err = flush(&a, GuestFileFlushArgs { handle: h }).unwrap_err();
         assert_eq!(err.desc(), "failed to flush file: Broken pipe");
         // stdio keeps the error flag until clearerr; qemu-ga only clears it after
-        // read, write and seek, so the next write reports it.
+        // read, write and seek, so the next write reports it, with errno 0 by then.
         let err = write_(&a, h, "eA==", None).unwrap_err();
-        assert_eq!(err.desc(), "failed to write to file: Broken pipe");
+        assert_eq!(err.desc(), "failed to write to file");
         assert_eq!(write_(&a, h, "eA==", None).unwrap().count, 1);
         let err = close_(&a, h).unwrap_err();
         assert_eq!(err.desc(), "failed to close handle: Broken pipe");

@@ -201,10 +201,15 @@ unsafe impl Sync for Plan {}
 
 const BIN_SH: &CStr = c"/bin/sh";
 
-fn cstring(s: impl Into<Vec<u8>>) -> CString {
-    let mut v: Vec<u8> = s.into();
-    if let Some(nul) = v.iter().position(|&b| b == 0) {
-        v.truncate(nul);
+/// A C string for exec. A NUL inside a QAPI string is the pair C0 80 to QEMU (modified
+/// UTF-8), and that is what GLib passes on.
+fn cstring(s: impl AsRef<[u8]>) -> CString {
+    let mut v = Vec::with_capacity(s.as_ref().len() + 1);
+    for &b in s.as_ref() {
+        match b {
+            0 => v.extend_from_slice(&[0xC0, 0x80]),
+            b => v.push(b),
+        }
     }
     CString::new(v).unwrap_or_default()
 }
@@ -226,6 +231,7 @@ impl Plan {
                     let mut kv = k.as_bytes().to_vec();
                     kv.push(b'=');
                     kv.extend_from_slice(v.as_bytes());
+                    // (The environment cannot hold a NUL.)
                     cstring(kv)
                 })
                 .collect(),

@@ -10,8 +10,10 @@
 //! - a read loops until `count` bytes, end of file (sets the EOF flag) or an error
 //!   (sets the error flag; on a non-blocking pipe that is EAGAIN, and what was read
 //!   before it is lost, as with `fread`);
-//! - the EOF and error flags stay until `clearerr`; `ferror` reports the errno of the
-//!   failure that set the flag.
+//! - the EOF and error flags stay until `clearerr`. What the error reports is C's
+//!   `errno` at the time of the check: that of this call's failure, or 0 (reported
+//!   without a suffix by qemu-ga) when the flag is left over from an earlier call,
+//!   because qemu-ga's JSON parser zeroes errno for every request it parses.
 //!
 //! Reads are not buffered here: glibc's read-ahead only changes the descriptor's
 //! offset, which nobody else sees (the descriptor is private and close-on-exec), while
@@ -83,8 +85,11 @@ pub struct Stream {
     /// buffer can take data directly. A read or a seek ends it.
     put_mode: bool,
     eof: bool,
-    /// The error flag, with the errno of the failure that set it.
-    error: Option<i32>,
+    /// The error flag.
+    error: bool,
+    /// C's errno as far as this stream is concerned: set by a failing call, zeroed by
+    /// [`new_request`](Self::new_request).
+    errno: i32,
 }
 
 impl Stream {
@@ -92,12 +97,12 @@ impl Stream {
     /// flags plus `O_NOCTTY | O_NONBLOCK | O_CLOEXEC`; a creating mode first tries
     /// `O_EXCL` and `fchmod`s a file it created to 0666 regardless of umask (an existing
     /// file keeps its permissions).
-    pub fn open(path: &str, mode: &str) -> Result<Stream, OpenError> {
+    pub fn open(path: &[u8], mode: &str) -> Result<Stream, OpenError> {
         let (_, base) = MODES
             .iter()
             .find(|(m, _)| *m == mode)
             .ok_or(OpenError::InvalidMode)?;
-        let cpath = CString::new(path).map_err(|_| OpenError::Open(einval()))?;
+        let cpath = CString::new(path.to_vec()).map_err(|_| OpenError::Open(einval()))?;
         let mut flags = base | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
         let creating = flags & libc::O_CREAT != 0;
         let excl = if creating { libc::O_EXCL } else { 0 };
@@ -120,11 +125,6 @@ impl Stream {
         let access = base & libc::O_ACCMODE;
         let readable = access != libc::O_WRONLY;
         let writable = access != libc::O_RDONLY;
-        if base & libc::O_APPEND != 0 && !readable {
-            // fdopen() moves a write-only append stream to the end (ESPIPE ignored).
-            // SAFETY: lseek on a descriptor we own.
-            unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_END) };
-        }
         let (bufsize, line_buffered) = buffer_policy(&fd);
         Ok(Stream {
             fd,
@@ -135,7 +135,8 @@ impl Stream {
             pending: Vec::new(),
             put_mode: false,
             eof: false,
-            error: None,
+            error: false,
+            errno: 0,
         })
     }
 
@@ -144,19 +145,25 @@ impl Stream {
         self.eof
     }
 
-    /// `ferror`, with the errno of the failure that set the flag.
+    /// `ferror`, with the current errno (0 for a flag left from an earlier request).
     pub fn error(&self) -> Option<io::Error> {
-        self.error.map(io::Error::from_raw_os_error)
+        self.error.then(|| io::Error::from_raw_os_error(self.errno))
     }
 
     /// `clearerr`
     pub fn clearerr(&mut self) {
         self.eof = false;
-        self.error = None;
+        self.error = false;
+    }
+
+    /// A new request starts: errno is 0 again.
+    pub fn new_request(&mut self) {
+        self.errno = 0;
     }
 
     fn fail(&mut self, e: &io::Error) {
-        self.error = Some(e.raw_os_error().unwrap_or(libc::EIO));
+        self.error = true;
+        self.errno = e.raw_os_error().unwrap_or(libc::EIO);
     }
 
     /// `fread(count)`: appends what was read to `buf` (which the caller sized) and
@@ -391,7 +398,7 @@ mod tests {
     }
 
     fn open(p: &std::path::Path, mode: &str) -> Stream {
-        Stream::open(p.to_str().unwrap(), mode).unwrap()
+        Stream::open(p.to_str().unwrap().as_bytes(), mode).unwrap()
     }
 
     fn on_disk(p: &std::path::Path) -> Vec<u8> {
@@ -407,11 +414,14 @@ mod tests {
             "a+b",
         ] {
             std::fs::write(&p, b"x").unwrap();
-            assert!(Stream::open(p.to_str().unwrap(), m).is_ok(), "{m}");
+            assert!(
+                Stream::open(p.to_str().unwrap().as_bytes(), m).is_ok(),
+                "{m}"
+            );
         }
         for m in ["", "rw", "r+w", "x", "R", "rb+x", "wx", "b", "+r"] {
             assert!(matches!(
-                Stream::open(p.to_str().unwrap(), m),
+                Stream::open(p.to_str().unwrap().as_bytes(), m),
                 Err(OpenError::InvalidMode)
             ));
         }
@@ -438,7 +448,7 @@ mod tests {
         // "w" truncates an existing file.
         open(&q, "w").close().unwrap();
         assert_eq!(on_disk(&q), b"");
-        match Stream::open(d.join("no/such").to_str().unwrap(), "r") {
+        match Stream::open(d.join("no/such").to_str().unwrap().as_bytes(), "r") {
             Err(OpenError::Open(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
             other => panic!("{other:?}"),
         }
@@ -518,7 +528,7 @@ mod tests {
     }
 
     #[test]
-    fn wrong_direction_is_ebadf_and_append_starts_at_the_end() {
+    fn wrong_direction_is_ebadf_and_append_writes_at_the_end() {
         let d = temp_dir("dir");
         let p = d.join("f");
         std::fs::write(&p, b"abc").unwrap();
@@ -527,11 +537,16 @@ mod tests {
         assert!(s.error().is_none());
         assert_eq!(s.write(b"x"), 0);
         assert_eq!(s.error().unwrap().raw_os_error(), Some(libc::EBADF));
+        // fdopen() does not move an append stream (unlike fopen()): the position is 0
+        // until the first write lands at the end.
         let mut s = open(&p, "a");
-        assert_eq!(s.tell().unwrap(), 3);
+        assert_eq!(s.tell().unwrap(), 0);
         let mut buf = Vec::new();
         assert_eq!(s.read(&mut buf, 1), 0);
         assert_eq!(s.error().unwrap().raw_os_error(), Some(libc::EBADF));
+        s.write(b"d");
+        s.seek(0, Whence::Cur).unwrap();
+        assert_eq!(s.tell().unwrap(), 4);
         let s = open(&p, "a+");
         assert_eq!(s.tell().unwrap(), 0);
         std::fs::remove_dir_all(d).unwrap();
