@@ -22,6 +22,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True          # no __pycache__ in the source tree
 import qga_send  # noqa: E402
 
 CACHE = os.environ.get("QGA_TEST_CACHE", "/var/cache/qga-test")
@@ -35,6 +36,8 @@ class VM:
 
     def connect(self, wait=0.0):
         pid = int(open(os.path.join(self.workdir, "qemu.pid")).read())
+        if self.agent is not None:      # QEMU serves one client at a time
+            self.agent.sock.close()
         self.agent, took = qga_send.connect(self.sock, wait, pid, 10.0)
         return took
 

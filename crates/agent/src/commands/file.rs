@@ -19,6 +19,7 @@ use qga_proto::Empty;
 use crate::agent::Agent;
 use crate::error::{Error, Result};
 use crate::sys::base64;
+use crate::sys::passwd::os_bytes;
 use crate::sys::stdio::{OpenError, Stream, Whence};
 
 /// Largest `count` guest-file-read accepts (48 MiB: its base64 fits the 64 MiB JSON
@@ -86,19 +87,6 @@ fn with_file<T>(
     let file = guard.as_mut().ok_or_else(|| not_found(handle))?;
     file.stream.new_request();
     f(file)
-}
-
-/// The bytes C code sees for a QAPI string: QEMU keeps U+0000 (`\u0000` on the wire)
-/// as modified UTF-8, the pair C0 80, so it neither ends nor is cut from a path.
-pub(crate) fn os_bytes(s: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(s.len() + 1);
-    for &b in s.as_bytes() {
-        match b {
-            0 => v.extend_from_slice(&[0xC0, 0x80]),
-            b => v.push(b),
-        }
-    }
-    v
 }
 
 /// guest-file-open

@@ -67,8 +67,8 @@ static RANK: [u8; 256] = rank_table();
 
 /// Decodes as QEMU's `qbase64_decode`. (A `\u0000` in the JSON string reaches it as
 /// the bytes C0 80, so it is an invalid character, not the end of the string.)
-pub fn decode(text: &str) -> Result<Vec<u8>, Error> {
-    let text = text.as_bytes();
+pub fn decode(text: impl AsRef<[u8]>) -> Result<Vec<u8>, Error> {
+    let text = text.as_ref();
     if !text
         .iter()
         .all(|&c| c == b'\n' || RANK[usize::from(c)] != 0xFF)
@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(encode(b"Hello World!\n\0"), "SGVsbG8gV29ybGQhCgA=");
         assert_eq!(encode(&[0xFF, 0xFE, 0x00, 0x80]), "//4AgA==");
         let all: Vec<u8> = (0..=255).collect();
-        assert_eq!(decode(&encode(&all)).unwrap(), all);
+        assert_eq!(decode(encode(&all)).unwrap(), all);
     }
 
     #[test]
