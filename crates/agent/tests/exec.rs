@@ -393,3 +393,38 @@ fn differential_exec_results_against_qemu_ga() {
         assert_eq!(so.err_truncated, so.err_data.as_ref().map(|_| false));
     }
 }
+
+#[test]
+fn differential_search_path_without_any_path_against_qemu_ga() {
+    use std::os::unix::fs::PermissionsExt;
+    // Neither the agent nor `env` has PATH: GLib searches /bin:/usr/bin:. (cwd last).
+    let env: &[(&str, &str)] = &[("LANG", "C")];
+    let ours = AgentProc::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_qga-agent")),
+        &[],
+        Some(env),
+    );
+    let reference = AgentProc::spawn(&common::reference_binary(), &[], Some(env));
+    for a in [&ours, &reference] {
+        let p = a.dir.join("here-only");
+        std::fs::write(&p, "#!/bin/sh\necho found \"$0\"\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (mut o, mut r) = (ours.connect(), reference.connect());
+    for args in [
+        r#"{"path":"here-only","capture-output":true}"#,
+        r#"{"path":"sh","arg":["-c","echo $0"],"capture-output":true}"#,
+        r#"{"path":"here-only","env":["A=1"],"capture-output":true}"#,
+    ] {
+        let (po, pr) = (exec(&mut o, args), exec(&mut r, args));
+        let (so, sr) = (wait(&mut o, po), wait(&mut r, pr));
+        assert_eq!(
+            (so.exitcode, &so.out_data),
+            (sr.exitcode, &sr.out_data),
+            "{args}"
+        );
+        assert_eq!(so.exitcode, Some(0));
+    }
+    let req = r#"{"execute":"guest-exec","arguments":{"path":"no-such-prog-42"}}"#;
+    assert_eq!(o.cmd(req), r.cmd(req));
+}

@@ -376,9 +376,29 @@ pub fn try_reap(pid: i32) -> Option<i32> {
         if r < 0 && errno() == libc::EINTR {
             continue;
         }
-        // 0: still running. ECHILD: not ours (cannot happen for our children); report
-        // it as killed so the entry does not wait forever.
-        return if r < 0 { Some(libc::SIGKILL) } else { None };
+        // 0: still running. ECHILD: reaped behind our back (nothing in the agent
+        // waits for "any child"); the status is unknown, which decodes to neither an
+        // exit code nor a signal, and the entry does not wait forever.
+        return if r < 0 { Some(STATUS_UNKNOWN) } else { None };
+    }
+}
+
+/// A wait status that is neither an exit nor a signal.
+pub const STATUS_UNKNOWN: i32 = -1;
+
+/// Makes sure exit statuses can be collected: a SIGCHLD disposition of SIG_IGN
+/// (inherited across exec from whoever started the agent) makes the kernel reap
+/// children itself and throw their statuses away.
+pub fn keep_child_statuses() {
+    // SAFETY: sigaction with a zeroed struct only queries, then restores SIG_DFL for
+    // SIGCHLD; no handler is installed.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+        {
+            libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        }
     }
 }
 
@@ -426,4 +446,34 @@ pub fn write(fd: &OwnedFd, buf: &[u8]) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(r as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_candidates_follow_glib() {
+        let c = |p: &str| -> Vec<String> {
+            search_candidates(p, "prog")
+                .into_iter()
+                .map(|c| c.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(c("/a:/b/"), ["/a/prog", "/b//prog"]);
+        assert_eq!(c(":/a:"), ["prog", "/a/prog", "prog"]);
+        assert_eq!(c(""), ["prog"]);
+        assert_eq!(
+            c(DEFAULT_SEARCH_PATH),
+            ["/bin/prog", "/usr/bin/prog", "./prog"]
+        );
+    }
+
+    #[test]
+    fn nul_is_c0_80_and_statuses_decode() {
+        assert_eq!(cstring("a\0b").as_bytes(), b"a\xC0\x80b");
+        assert_eq!(decode_status(3 << 8), (Some(3), None));
+        assert_eq!(decode_status(9), (None, Some(9)));
+        assert_eq!(decode_status(STATUS_UNKNOWN), (None, None));
+    }
 }

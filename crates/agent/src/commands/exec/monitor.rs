@@ -97,6 +97,7 @@ enum Kind {
 impl Monitor {
     /// Starts the thread.
     pub fn start(policy: Policy) -> io::Result<Arc<Monitor>> {
+        spawn::keep_child_statuses();
         let (wake_r, wake_w) = spawn::pipe()?;
         spawn::set_nonblocking(&wake_r);
         spawn::set_nonblocking(&wake_w);
@@ -161,7 +162,7 @@ impl Monitor {
         let p = t.procs.remove(i);
         drop(t);
         Some(Some(Finished {
-            status: p.status.unwrap_or(0),
+            status: p.status.unwrap_or(spawn::STATUS_UNKNOWN),
             out: p.out.map(|c| c.kept),
             err: p.err.map(|c| c.kept),
         }))
