@@ -17,6 +17,8 @@
 //! guest-get-load, guest-network-get-route.
 
 use qga_proto::cmds::core::*;
+use qga_proto::cmds::exec::*;
+use qga_proto::cmds::file::*;
 use qga_proto::cmds::freeze::*;
 use qga_proto::cmds::power::*;
 use qga_proto::cmds::ssh::*;
@@ -43,6 +45,12 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestSetTimeArgs => power::set_time),
     command!(GuestInfoArgs => core::info).frozen_ok(),
     command!(GuestShutdownArgs => power::shutdown).no_success_response(),
+    command!(GuestFileOpenArgs => file::open),
+    command!(GuestFileCloseArgs => file::close),
+    command!(GuestFileReadArgs => file::read),
+    command!(GuestFileWriteArgs => file::write),
+    command!(GuestFileSeekArgs => file::seek),
+    command!(GuestFileFlushArgs => file::flush),
     command!(GuestFsfreezeStatusArgs => fsfreeze::status).frozen_ok(),
     command!(GuestFsfreezeFreezeArgs => fsfreeze::freeze),
     command!(GuestFsfreezeFreezeListArgs => fsfreeze::freeze_list),
@@ -56,6 +64,8 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestGetFsinfoArgs => storage::get_fsinfo),
     command!(GuestSetUserPasswordArgs => power::set_user_password),
     command!(GuestSetMemoryBlocksArgs => hotplug::set_memory_blocks),
+    command!(GuestExecStatusArgs => exec::status),
+    command!(GuestExecArgs => exec::exec),
     command!(GuestSshGetAuthorizedKeysArgs => ssh::get_authorized_keys),
     command!(GuestSshAddAuthorizedKeysArgs => ssh::add_authorized_keys),
     command!(GuestSshRemoveAuthorizedKeysArgs => ssh::remove_authorized_keys),

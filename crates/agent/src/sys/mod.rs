@@ -2,6 +2,7 @@
 //! agent never writes `cfg(target_os)`. Parsers take a root path or the file's text so
 //! tests feed them recorded fixtures.
 
+pub mod base64;
 pub mod blockdev;
 pub mod bounded;
 pub mod clock;
@@ -15,6 +16,8 @@ pub mod nvme;
 pub mod passwd;
 pub mod run;
 pub mod scan;
+pub mod spawn;
 pub mod spawn_sync;
 pub mod statvfs;
+pub mod stdio;
 pub mod udev;
