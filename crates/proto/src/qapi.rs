@@ -91,6 +91,12 @@ impl Path<'_> {
 pub trait FromQapi: Sized {
     /// Reads the value at `path`; `v` is `None` when the member is absent.
     fn from_qapi(v: Option<&Value>, path: Path<'_>) -> Result<Self, ArgError>;
+
+    /// [`FromQapi::from_qapi`], free to move data out of `v` instead of copying it
+    /// (strings do: a 64 MiB `buf-b64` is not copied). Same results and errors.
+    fn from_qapi_take(v: Option<&mut Value>, path: Path<'_>) -> Result<Self, ArgError> {
+        Self::from_qapi(v.map(|v| &*v), path)
+    }
 }
 
 /// A type that can be written as a QAPI value.
@@ -101,6 +107,23 @@ pub trait ToQapi {
     }
     /// The value.
     fn to_qapi(&self) -> Value;
+
+    /// [`ToQapi::to_qapi_opt`] consuming `self`, so data can be moved, not copied.
+    fn into_qapi_opt(self) -> Option<Value>
+    where
+        Self: Sized,
+    {
+        self.to_qapi_opt()
+    }
+
+    /// [`ToQapi::to_qapi`] consuming `self` (a 64 MiB `buf-b64` reply is moved into
+    /// the value, not copied).
+    fn into_qapi(self) -> Value
+    where
+        Self: Sized,
+    {
+        self.to_qapi()
+    }
 }
 
 /// A guest agent command: its arguments struct, wire name and return type.
@@ -116,10 +139,21 @@ pub fn decode_args<T: FromQapiDict>(args: &Dict) -> Result<T, ArgError> {
     T::from_qapi_dict(args, Path::ARGS)
 }
 
+/// [`decode_args`], moving strings out of `args` instead of copying them (the
+/// dispatcher owns the request and drops it afterwards). Same results and errors.
+pub fn decode_args_take<T: FromQapiDict>(args: &mut Dict) -> Result<T, ArgError> {
+    T::from_qapi_dict_take(args, Path::ARGS)
+}
+
 /// Struct-shaped types, read straight from an object's members.
 pub trait FromQapiDict: Sized {
     /// Reads the struct from an object's members.
     fn from_qapi_dict(d: &Dict, path: Path<'_>) -> Result<Self, ArgError>;
+
+    /// [`FromQapiDict::from_qapi_dict`], free to move members' data out of `d`.
+    fn from_qapi_dict_take(d: &mut Dict, path: Path<'_>) -> Result<Self, ArgError> {
+        Self::from_qapi_dict(d, path)
+    }
 }
 
 /// Reads a required object at `path` (used by the struct macro).
@@ -161,6 +195,19 @@ pub fn string_from_bytes(b: &[u8]) -> String {
     if let Ok(s) = std::str::from_utf8(b) {
         return s.to_owned();
     }
+    convert_modified_utf8(b)
+}
+
+/// [`string_from_bytes`] on bytes it may keep: valid UTF-8 (nearly always) becomes the
+/// String without a copy.
+pub fn string_from_vec(b: Vec<u8>) -> String {
+    match String::from_utf8(b) {
+        Ok(s) => s,
+        Err(e) => convert_modified_utf8(e.as_bytes()),
+    }
+}
+
+fn convert_modified_utf8(b: &[u8]) -> String {
     let mut v = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -182,6 +229,13 @@ impl<T: FromQapi> FromQapi for Option<T> {
             Some(v) => T::from_qapi(Some(v), path).map(Some),
         }
     }
+
+    fn from_qapi_take(v: Option<&mut Value>, path: Path<'_>) -> Result<Self, ArgError> {
+        match v {
+            None => Ok(None),
+            Some(v) => T::from_qapi_take(Some(v), path).map(Some),
+        }
+    }
 }
 
 impl<T: ToQapi> ToQapi for Option<T> {
@@ -190,6 +244,12 @@ impl<T: ToQapi> ToQapi for Option<T> {
     }
     fn to_qapi(&self) -> Value {
         self.as_ref().map_or(Value::Null, ToQapi::to_qapi)
+    }
+    fn into_qapi_opt(self) -> Option<Value> {
+        self.map(ToQapi::into_qapi)
+    }
+    fn into_qapi(self) -> Value {
+        self.map_or(Value::Null, ToQapi::into_qapi)
     }
 }
 
@@ -275,11 +335,24 @@ impl FromQapi for String {
             Some(_) => Err(path.invalid_type("string")),
         }
     }
+
+    fn from_qapi_take(v: Option<&mut Value>, path: Path<'_>) -> Result<Self, ArgError> {
+        match v {
+            Some(Value::Str(s)) => Ok(string_from_vec(std::mem::take(s))),
+            v => Self::from_qapi(v.map(|v| &*v), path),
+        }
+    }
 }
 
 impl ToQapi for String {
     fn to_qapi(&self) -> Value {
         Value::Str(self.as_bytes().to_vec())
+    }
+    fn into_qapi_opt(self) -> Option<Value> {
+        Some(self.into_qapi())
+    }
+    fn into_qapi(self) -> Value {
+        Value::Str(self.into_bytes())
     }
 }
 
@@ -300,6 +373,12 @@ impl<T: FromQapi> FromQapi for Vec<T> {
 impl<T: ToQapi> ToQapi for Vec<T> {
     fn to_qapi(&self) -> Value {
         Value::List(self.iter().map(ToQapi::to_qapi).collect())
+    }
+    fn into_qapi_opt(self) -> Option<Value> {
+        Some(self.into_qapi())
+    }
+    fn into_qapi(self) -> Value {
+        Value::List(self.into_iter().map(ToQapi::into_qapi).collect())
     }
 }
 
@@ -400,6 +479,21 @@ macro_rules! qapi_struct {
                 $crate::qapi::check_unexpected(d, &[$($wire),*], &path)?;
                 Ok(Self { $($field),* })
             }
+
+            #[allow(unused_variables)]
+            fn from_qapi_dict_take(
+                d: &mut $crate::value::Dict,
+                path: $crate::qapi::Path<'_>,
+            ) -> Result<Self, $crate::qapi::ArgError> {
+                $(
+                    let $field = <$ty as $crate::qapi::FromQapi>::from_qapi_take(
+                        d.get_mut($wire),
+                        $crate::qapi::Path::Member(&path, $wire),
+                    )?;
+                )*
+                $crate::qapi::check_unexpected(d, &[$($wire),*], &path)?;
+                Ok(Self { $($field),* })
+            }
         }
 
         impl $crate::qapi::ToQapi for $name {
@@ -408,6 +502,21 @@ macro_rules! qapi_struct {
                 let mut d = $crate::value::Dict::new();
                 $(
                     if let Some(v) = $crate::qapi::ToQapi::to_qapi_opt(&self.$field) {
+                        d.insert($wire, v);
+                    }
+                )*
+                $crate::value::Value::Dict(d)
+            }
+
+            fn into_qapi_opt(self) -> Option<$crate::value::Value> {
+                Some(self.into_qapi())
+            }
+
+            fn into_qapi(self) -> $crate::value::Value {
+                #[allow(unused_mut)]
+                let mut d = $crate::value::Dict::new();
+                $(
+                    if let Some(v) = $crate::qapi::ToQapi::into_qapi_opt(self.$field) {
                         d.insert($wire, v);
                     }
                 )*

@@ -70,6 +70,14 @@ impl Dict {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
+    /// The member named `key`, to change or move data out of.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| k == key.as_bytes())
+            .map(|(_, v)| v)
+    }
+
     /// Removes and returns the member named `key`.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let i = self.entries.iter().position(|(k, _)| k == key.as_bytes())?;
@@ -158,43 +166,123 @@ impl Value {
 
     /// Appends the qemu-ga serialization of this value to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_to(out);
+    }
+
+    /// Serializes this value and a newline, handing the text to `sink` in pieces of
+    /// `piece` bytes (the last one shorter), so a 64 MiB reply never exists in memory
+    /// twice. Stops at the first error of `sink` and returns it.
+    pub fn write_json_line(
+        &self,
+        piece: usize,
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let mut out = Pieces {
+            buf: Vec::new(),
+            piece: piece.max(1),
+            sink,
+            result: Ok(()),
+        };
+        self.write_to(&mut out);
+        out.put(b"\n");
+        out.flush();
+        out.result
+    }
+
+    fn write_to(&self, out: &mut impl JsonOut) {
         match self {
-            Value::Null => out.extend_from_slice(b"null"),
-            Value::Bool(true) => out.extend_from_slice(b"true"),
-            Value::Bool(false) => out.extend_from_slice(b"false"),
-            // io::Write on a Vec: formatted in place, no String allocated.
+            Value::Null => out.put(b"null"),
+            Value::Bool(true) => out.put(b"true"),
+            Value::Bool(false) => out.put(b"false"),
             Value::Int(i) => {
-                let _ = std::io::Write::write_fmt(out, format_args!("{i}"));
+                if *i < 0 {
+                    out.put(b"-");
+                }
+                put_decimal(out, i.unsigned_abs());
             }
-            Value::UInt(u) => {
-                let _ = std::io::Write::write_fmt(out, format_args!("{u}"));
-            }
-            Value::Double(d) => out.extend_from_slice(format_g17(*d).as_bytes()),
-            Value::Str(s) => write_json_string(s, out),
+            Value::UInt(u) => put_decimal(out, *u),
+            Value::Double(d) => out.put(format_g17(*d).as_bytes()),
+            Value::Str(s) => write_string_to(s, out),
             Value::List(items) => {
-                out.push(b'[');
+                out.put(b"[");
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.extend_from_slice(b", ");
+                        out.put(b", ");
                     }
-                    item.write_json(out);
+                    item.write_to(out);
                 }
-                out.push(b']');
+                out.put(b"]");
             }
             Value::Dict(d) => {
-                out.push(b'{');
+                out.put(b"{");
                 for (i, (k, v)) in d.iter().enumerate() {
                     if i > 0 {
-                        out.extend_from_slice(b", ");
+                        out.put(b", ");
                     }
-                    write_json_string(k, out);
-                    out.extend_from_slice(b": ");
-                    v.write_json(out);
+                    write_string_to(k, out);
+                    out.put(b": ");
+                    v.write_to(out);
                 }
-                out.push(b'}');
+                out.put(b"}");
             }
         }
     }
+}
+
+/// Where serialized JSON goes: a buffer, or pieces handed to a writer.
+trait JsonOut {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl JsonOut for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Serialized text in pieces of `piece` bytes, each handed to `sink` when full.
+struct Pieces<'a> {
+    buf: Vec<u8>,
+    piece: usize,
+    sink: &'a mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    result: std::io::Result<()>,
+}
+
+impl Pieces<'_> {
+    fn flush(&mut self) {
+        if self.result.is_ok() && !self.buf.is_empty() {
+            self.result = (self.sink)(&self.buf);
+        }
+        self.buf.clear();
+    }
+}
+
+impl JsonOut for Pieces<'_> {
+    fn put(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let n = (self.piece - self.buf.len()).min(bytes.len());
+            self.buf.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.buf.len() == self.piece {
+                self.flush();
+            }
+        }
+    }
+}
+
+/// Writes `n` in decimal, as `Display` does.
+fn put_decimal(out: &mut impl JsonOut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put(&digits[at..]);
 }
 
 /// Decodes one code point of QEMU's modified UTF-8 (`mod_utf8_codepoint` in
@@ -267,7 +355,11 @@ pub(crate) fn run_len(s: &[u8], stop: impl Fn(u8) -> bool) -> usize {
 /// Writes a string as QEMU's `to_json` does: pure ASCII, `\uXXXX` in uppercase hex,
 /// surrogate pairs beyond the BMP, U+FFFD for invalid bytes, stopping at a NUL byte.
 pub fn write_json_string(s: &[u8], out: &mut Vec<u8>) {
-    out.push(b'"');
+    write_string_to(s, out);
+}
+
+fn write_string_to(s: &[u8], out: &mut impl JsonOut) {
+    out.put(b"\"");
     let mut i = 0;
     while i < s.len() {
         // Fast path: printable ASCII that needs no escape.
@@ -275,7 +367,7 @@ pub fn write_json_string(s: &[u8], out: &mut Vec<u8>) {
         i += run_len(&s[i..], |b| {
             !(0x20..0x7F).contains(&b) || b == b'"' || b == b'\\'
         });
-        out.extend_from_slice(&s[start..i]);
+        out.put(&s[start..i]);
         if i >= s.len() || s[i] == 0 {
             break;
         }
@@ -283,13 +375,13 @@ pub fn write_json_string(s: &[u8], out: &mut Vec<u8>) {
         // An invalid sequence still consumes at least its first byte.
         i += used.max(1);
         match cp {
-            0x22 => out.extend_from_slice(b"\\\""),
-            0x5C => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0C => out.extend_from_slice(b"\\f"),
-            0x0A => out.extend_from_slice(b"\\n"),
-            0x0D => out.extend_from_slice(b"\\r"),
-            0x09 => out.extend_from_slice(b"\\t"),
+            0x22 => out.put(b"\\\""),
+            0x5C => out.put(b"\\\\"),
+            0x08 => out.put(b"\\b"),
+            0x0C => out.put(b"\\f"),
+            0x0A => out.put(b"\\n"),
+            0x0D => out.put(b"\\r"),
+            0x09 => out.put(b"\\t"),
             _ => {
                 let cp = if cp < 0 { 0xFFFD } else { cp as u32 };
                 let mut buf = String::new();
@@ -305,11 +397,11 @@ pub fn write_json_string(s: &[u8], out: &mut Vec<u8>) {
                 } else {
                     buf.push(char::from_u32(cp).unwrap_or('?'));
                 }
-                out.extend_from_slice(buf.as_bytes());
+                out.put(buf.as_bytes());
             }
         }
     }
-    out.push(b'"');
+    out.put(b"\"");
 }
 
 /// Formats a double exactly as C's `printf("%.17g")` does with glibc.
@@ -401,6 +493,37 @@ mod tests {
         env.insert("error", Value::Null);
         env.insert("id", Value::Null);
         assert_eq!(env.iter().next().unwrap().0, b"id");
+    }
+
+    #[test]
+    fn pieces_add_up_to_the_whole() {
+        let mut d = Dict::new();
+        d.insert("count", Value::Int(-1234567));
+        d.insert("big", Value::UInt(u64::MAX));
+        d.insert("buf-b64", Value::Str(b"QUJD\"\xff\xc3\xa9".repeat(300)));
+        d.insert("list", Value::List(vec![Value::Null, Value::Double(0.1)]));
+        let v = Value::Dict(d);
+        let mut whole = v.to_json();
+        whole.push(b'\n');
+        for piece in [1, 2, 7, 64, 4096, 1 << 20] {
+            let mut got = Vec::new();
+            let mut sizes = Vec::new();
+            v.write_json_line(piece, &mut |b| {
+                sizes.push(b.len());
+                got.extend_from_slice(b);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(got, whole, "piece {piece}");
+            assert!(sizes.iter().all(|&n| n <= piece && n > 0));
+        }
+        let mut calls = 0;
+        let err = v.write_json_line(16, &mut |_| {
+            calls += 1;
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        });
+        assert_eq!(err.unwrap_err().kind(), std::io::ErrorKind::BrokenPipe);
+        assert_eq!(calls, 1);
     }
 
     #[test]
