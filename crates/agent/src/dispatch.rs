@@ -11,8 +11,9 @@ use crate::agent::Agent;
 use crate::commands::COMMANDS;
 use crate::error::Result;
 
-/// A handler after argument decoding was wrapped around it by [`command!`].
-pub type RunFn = fn(&Agent, &Dict) -> Result<Value>;
+/// A handler after argument decoding was wrapped around it by [`command!`]. The
+/// arguments are the request's own: decoding may move data out of them.
+pub type RunFn = fn(&Agent, &mut Dict) -> Result<Value>;
 
 /// One row of the command table: a command and its policy.
 #[derive(Clone, Copy)]
@@ -57,9 +58,9 @@ impl CommandDef {
 macro_rules! command {
     ($args:ty => $handler:path) => {
         $crate::dispatch::CommandDef::new(<$args as qga_proto::Command>::NAME, |agent, args| {
-            let args: $args = qga_proto::qapi::decode_args(args)?;
+            let args: $args = qga_proto::qapi::decode_args_take(args)?;
             let ret: <$args as qga_proto::Command>::Returns = $handler(agent, args)?;
-            Ok(qga_proto::ToQapi::to_qapi(&ret))
+            Ok(qga_proto::ToQapi::into_qapi(ret))
         })
     };
 }
@@ -87,8 +88,34 @@ pub enum ErrorClass {
     CommandNotFound,
 }
 
+/// A reply as a value, not yet serialized: the executor writes it to the channel in
+/// pieces ([`Value::write_json_line`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// `{"return": ...}` or `{"error": ...}`, with the request's `id`.
+    pub value: Value,
+    /// Write a raw 0xFF byte before it (guest-sync-delimited).
+    pub delimit: bool,
+}
+
+impl Response {
+    /// The serialized reply.
+    pub fn into_reply(self) -> Reply {
+        let mut json = self.value.to_json();
+        json.push(b'\n');
+        Reply {
+            json,
+            delimit: self.delimit,
+        }
+    }
+}
+
 /// `{"error": {"class": ..., "desc": ...}}`, with `id` added when given.
 pub fn error_reply(class: ErrorClass, desc: Vec<u8>, id: Option<&Value>) -> Reply {
+    error_response(class, desc, id).into_reply()
+}
+
+fn error_response(class: ErrorClass, desc: Vec<u8>, id: Option<&Value>) -> Response {
     let mut err = Dict::new();
     let class = match class {
         ErrorClass::GenericError => "GenericError",
@@ -101,33 +128,39 @@ pub fn error_reply(class: ErrorClass, desc: Vec<u8>, id: Option<&Value>) -> Repl
     finish(rsp, id, false)
 }
 
-fn finish(mut rsp: Dict, id: Option<&Value>, delimit: bool) -> Reply {
+fn finish(mut rsp: Dict, id: Option<&Value>, delimit: bool) -> Response {
     if let Some(id) = id {
         rsp.insert("id", id.clone());
     }
-    let mut json = Vec::new();
-    Value::Dict(rsp).write_json(&mut json);
-    json.push(b'\n');
-    Reply { json, delimit }
+    Response {
+        value: Value::Dict(rsp),
+        delimit,
+    }
 }
 
 /// Handles one message from the JSON streamer: a parsed value, or the description of
 /// a JSON error. Returns the reply to send, or `None` when the command succeeded and
 /// sends no reply.
 pub fn handle(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option<Reply> {
+    respond(agent, msg).map(Response::into_reply)
+}
+
+/// [`handle`], with the reply left as a value for the executor to serialize.
+pub fn respond(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option<Response> {
     let request = match msg {
         Ok(v) => v,
-        Err(desc) => return Some(error_reply(ErrorClass::GenericError, desc, None)),
+        Err(desc) => return Some(error_response(ErrorClass::GenericError, desc, None)),
     };
-    let Value::Dict(dict) = request else {
-        return Some(error_reply(
+    let Value::Dict(mut dict) = request else {
+        return Some(error_response(
             ErrorClass::GenericError,
             b"QMP input must be a JSON object".to_vec(),
             None,
         ));
     };
-    let id = dict.get("id");
-    let generic = |desc: Vec<u8>| Some(error_reply(ErrorClass::GenericError, desc, id));
+    let id = dict.get("id").cloned();
+    let id = id.as_ref();
+    let generic = |desc: Vec<u8>| Some(error_response(ErrorClass::GenericError, desc, id));
 
     // qmp_dispatch_check_obj: members in QDict order, the first bad one reported.
     let mut execute = None;
@@ -156,7 +189,7 @@ pub fn handle(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option
     };
     // A C string: the name ends at the first NUL.
     let name = name.split(|&b| b == 0).next().unwrap_or(name);
-    let not_found = |desc: Vec<u8>| Some(error_reply(ErrorClass::CommandNotFound, desc, id));
+    let not_found = |desc: Vec<u8>| Some(error_response(ErrorClass::CommandNotFound, desc, id));
     let Some(cmd) = find(name) else {
         let mut desc = b"The command ".to_vec();
         desc.extend_from_slice(name);
@@ -172,12 +205,13 @@ pub fn handle(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option
             .into_bytes(),
         );
     }
-    let empty = Dict::new();
-    let args = match dict.get("arguments") {
+    // The arguments are moved out of the request: decoding may take strings from them.
+    let mut args = match dict.remove("arguments") {
         Some(Value::Dict(a)) => a,
-        _ => &empty,
+        _ => Dict::new(),
     };
-    match (cmd.run)(agent, args) {
+    drop(dict);
+    match (cmd.run)(agent, &mut args) {
         Err(e) => generic(e.desc().as_bytes().to_vec()),
         Ok(_) if !cmd.success_response => None,
         Ok(ret) => {

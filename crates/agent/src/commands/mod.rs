@@ -122,7 +122,7 @@ mod tests {
         let mut args = qga_proto::Dict::new();
         args.insert("zz-bogus", qga_proto::Value::Int(1));
         for c in COMMANDS {
-            let err = (c.run)(&agent, &args).expect_err(c.name);
+            let err = (c.run)(&agent, &mut args.clone()).expect_err(c.name);
             // Commands with mandatory members report the first missing one instead.
             assert!(
                 err.desc() == "Parameter 'zz-bogus' is unexpected"
