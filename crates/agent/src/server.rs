@@ -13,7 +13,10 @@
 //!   qemu-ga does, so the agent stays to thaw).
 //!
 //! The queue between reader and executor is bounded in bytes and count, so a host
-//! that floods requests is slowed down instead of growing the agent's memory.
+//! that floods requests is slowed down instead of growing the agent's memory; and the
+//! reader reads nothing more while 16 MiB of requests wait or run, so a 64 MiB
+//! guest-file-write is held once, not once running and once more being read (the
+//! bytes stay in the channel, parsed in the same order a moment later).
 
 use std::collections::VecDeque;
 use std::process::ExitCode;
@@ -31,6 +34,11 @@ use crate::log::{Level, Logger};
 
 /// Bytes read from the channel at once.
 const READ_CHUNK: usize = 64 * 1024;
+/// Replies are written in pieces of this size (one write for all but big replies).
+const WRITE_PIECE: usize = 256 * 1024;
+/// The reader waits before reading more while requests of this many bytes are queued
+/// or running.
+const READ_AHEAD_MAX: usize = 16 << 20;
 /// Requests waiting for the executor, at most (count and approximate bytes).
 const QUEUE_MAX_COUNT: usize = 1024;
 const QUEUE_MAX_BYTES: usize = 160 << 20;
@@ -201,6 +209,7 @@ fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
         };
         agent.log.log(Level::Debug, "new client connected");
         loop {
+            queue.wait_below(READ_AHEAD_MAX);
             match conn.read(&mut buf) {
                 Ok(0) => {
                     agent.log.log(Level::Debug, "client disconnected");
@@ -240,33 +249,40 @@ fn reopen(agent: &Agent, channel: &mut Channel) -> bool {
 /// The executor: one request at a time, in order; each reply written in full.
 fn executor(agent: &Agent, queue: &Queue) {
     loop {
-        let (msg, conn) = queue.pop();
+        let (msg, conn, size) = queue.pop();
         if let Err(e) = &msg {
             agent.log.log(
                 Level::Warning,
                 &format!("failed to parse event: {}", String::from_utf8_lossy(e)),
             );
         }
-        if let Some(reply) = dispatch::handle(agent, msg) {
+        if let Some(reply) = dispatch::respond(agent, msg) {
             // The 0xFF goes in a write of its own, as qemu-ga sends it; the reply is
-            // written from where it was serialized (no copy of a 64 MiB file read).
+            // serialized straight into the channel in pieces, so a 64 MiB file read
+            // is never held twice.
             let sent = match reply.delimit {
                 true => conn.write_all(&[0xFF]),
                 false => Ok(()),
             };
-            if let Err(e) = sent.and_then(|()| conn.write_all(&reply.json)) {
+            let sent = sent.and_then(|()| {
+                reply
+                    .value
+                    .write_json_line(WRITE_PIECE, &mut |piece| conn.write_all(piece))
+            });
+            if let Err(e) = sent {
                 agent
                     .log
                     .log(Level::Warning, &format!("error sending response: {e}"));
             }
         }
+        queue.done(size);
     }
 }
 
 /// A queued request: the message, the connection its reply goes to, its size.
 type Queued = (Message, Arc<Conn>, usize);
 
-/// Requests waiting for the executor, and their total size.
+/// Requests waiting for the executor, and the total size of those and the one running.
 #[derive(Default)]
 struct Queue {
     items: Mutex<(VecDeque<Queued>, usize)>,
@@ -289,14 +305,34 @@ impl Queue {
         self.changed.notify_all();
     }
 
-    fn pop(&self) -> (Message, Arc<Conn>) {
+    /// The next message. Its size stays counted until [`Queue::done`].
+    fn pop(&self) -> Queued {
         let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some((msg, conn, size)) = g.0.pop_front() {
-                g.1 -= size;
+            if let Some(item) = g.0.pop_front() {
                 self.changed.notify_all();
-                return (msg, conn);
+                return item;
             }
+            g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The executor finished a message of `size` bytes (its request is freed).
+    fn done(&self, size: usize) {
+        let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        let before = g.1;
+        g.1 -= size;
+        // Only the reader can be waiting on bytes: in wait_below, or in push behind
+        // queued messages.
+        if before >= READ_AHEAD_MAX || !g.0.is_empty() {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits while requests of `max` bytes or more are queued or running.
+    fn wait_below(&self, max: usize) {
+        let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        while g.1 >= max {
             g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
         }
     }
