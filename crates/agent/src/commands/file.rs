@@ -26,6 +26,9 @@ use crate::sys::stdio::{OpenError, Stream, Whence};
 /// limit), and the default.
 pub const READ_COUNT_MAX: i64 = 48 << 20;
 const READ_COUNT_DEFAULT: i64 = 4096;
+/// guest-file-read reads and encodes this much at a time (a multiple of 3, so the
+/// pieces' base64 joins up).
+const READ_PIECE: usize = 3 << 20;
 
 /// qemu-ga's per-handle read/write state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,15 +178,29 @@ fn read_file(f: &mut OpenFile, count: usize) -> Result<GuestFileRead> {
             .map_err(|e| Error::errno("failed to flush file", &e))?;
         f.state = RwState::New;
     }
-    let mut buf = Vec::new();
-    let n = f.stream.read(&mut buf, count);
+    // Read and encoded a piece at a time (the same reads, stopping at end of file or
+    // an error as one big read would), so a 48 MiB read holds its 64 MiB of base64
+    // and one piece, not the whole file data as well.
+    let mut text = base64::Encoder::with_capacity(count);
+    let mut buf = Vec::with_capacity(READ_PIECE.min(count));
+    let mut n = 0;
+    while n < count {
+        let want = READ_PIECE.min(count - n);
+        buf.clear();
+        let got = f.stream.read(&mut buf, want);
+        text.push(&buf);
+        n += got;
+        if got < want || f.stream.error().is_some() {
+            break;
+        }
+    }
     let result = match f.stream.error() {
         Some(e) => Err(Error::errno("failed to read file", &e)),
         None => {
             f.state = RwState::Reading;
             Ok(GuestFileRead {
                 count: n as i64,
-                buf_b64: base64::encode(&buf),
+                buf_b64: text.finish(),
                 eof: f.stream.eof(),
             })
         }
@@ -194,7 +211,11 @@ fn read_file(f: &mut OpenFile, count: usize) -> Result<GuestFileRead> {
 
 /// guest-file-write
 pub fn write(agent: &Agent, args: GuestFileWriteArgs) -> Result<GuestFileWrite> {
-    let handle = args.handle;
+    let GuestFileWriteArgs {
+        handle,
+        buf_b64,
+        count,
+    } = args;
     let result = with_file(agent, handle, |f| {
         if f.state == RwState::Reading {
             f.stream
@@ -202,8 +223,9 @@ pub fn write(agent: &Agent, args: GuestFileWriteArgs) -> Result<GuestFileWrite> 
                 .map_err(|e| Error::errno("failed to seek file", &e))?;
             f.state = RwState::New;
         }
-        let data = base64::decode(&args.buf_b64)?;
-        let count = match args.count {
+        // Decoded over the request's own text: a 64 MiB write needs no second buffer.
+        let data = base64::decode_vec(buf_b64.into_bytes())?;
+        let count = match count {
             None => data.len(),
             Some(c) if c >= 0 && c as u64 <= data.len() as u64 => c as usize,
             Some(c) => {
