@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! qga-bench [--quick] [--json PATH] [--ours PATH] [--reference PATH] [--only LIST]
+//!           [--chunks 4K,1M,4M,48M]
 //! qga-bench footprint [--ours PATH] [--window SECS]
 //! ```
 //! `--only` takes a comma list of: size, startup, idle, ping, pipelined, exec, read,
@@ -43,6 +44,8 @@ pub struct Opts {
     pub window: Option<f64>,
     /// `probe-json BYTES` subcommand: the JSON code alone, for callgrind.
     pub probe: Option<usize>,
+    /// Transfer chunk sizes (default 4 KiB, 1 MiB, 4 MiB, 48 MiB).
+    pub chunks: Option<Vec<usize>>,
 }
 
 impl Opts {
@@ -52,7 +55,7 @@ impl Opts {
     }
 }
 
-const USAGE: &str = "usage: qga-bench [--quick] [--json PATH] [--ours PATH] [--reference PATH] [--only LIST]\n       qga-bench footprint [--ours PATH] [--window SECS]\n";
+const USAGE: &str = "usage: qga-bench [--quick] [--json PATH] [--ours PATH] [--reference PATH] [--only LIST] [--chunks LIST]\n       qga-bench footprint [--ours PATH] [--window SECS]\n";
 
 fn default_ours() -> PathBuf {
     let here = PathBuf::from("target/release/qga-agent");
@@ -63,6 +66,19 @@ fn default_ours() -> PathBuf {
         env!("CARGO_MANIFEST_DIR"),
         "/../../target/release/qga-agent"
     ))
+}
+
+/// `4096`, `4K`, `48M`.
+fn parse_size(s: &str) -> Option<usize> {
+    let (num, shift) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 20),
+        _ => (s, 0),
+    };
+    num.parse::<usize>()
+        .ok()
+        .map(|n| n << shift)
+        .filter(|&n| n > 0)
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -77,6 +93,7 @@ fn parse_args() -> Result<Opts, String> {
         footprint: false,
         window: None,
         probe: None,
+        chunks: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -92,6 +109,11 @@ fn parse_args() -> Result<Opts, String> {
             "--ours" => o.ours = value()?.into(),
             "--reference" => o.reference = value()?.into(),
             "--only" => o.only = value()?.split(',').map(String::from).collect(),
+            "--chunks" => {
+                let v = value()?;
+                let sizes: Option<Vec<usize>> = v.split(',').map(parse_size).collect();
+                o.chunks = Some(sizes.ok_or(format!("bad --chunks {v}"))?);
+            }
             "--window" => {
                 let v = value()?;
                 o.window = Some(v.parse().map_err(|_| format!("bad --window {v}"))?);

@@ -11,7 +11,8 @@ use crate::b64;
 /// Runs the probe; prints what it parsed and wrote so nothing is optimised away.
 pub fn json(bytes: usize) -> Result<bool, String> {
     let data = crate::transfer::content(bytes);
-    let mut req = br#"{"execute":"guest-file-write","arguments":{"handle":1000,"buf-b64":""#.to_vec();
+    let mut req =
+        br#"{"execute":"guest-file-write","arguments":{"handle":1000,"buf-b64":""#.to_vec();
     b64::encode_into(&data, &mut req);
     req.extend_from_slice(b"\"}}");
     for _ in 0..100 {
@@ -25,7 +26,10 @@ pub fn json(bytes: usize) -> Result<bool, String> {
             messages += 1;
             if let Ok(Value::Dict(d)) = m {
                 let args = d.get("arguments").and_then(Value::as_dict);
-                if let Some(s) = args.and_then(|a| a.get("buf-b64")).and_then(Value::as_bytes) {
+                if let Some(s) = args
+                    .and_then(|a| a.get("buf-b64"))
+                    .and_then(Value::as_bytes)
+                {
                     string_bytes += s.len();
                 }
             }
@@ -40,6 +44,9 @@ pub fn json(bytes: usize) -> Result<bool, String> {
     let mut rsp = Dict::new();
     rsp.insert("return", Value::Dict(ret));
     let json = Value::Dict(rsp).to_json();
-    println!("parsed {messages} messages, {string_bytes} string bytes; wrote {} bytes", json.len());
+    println!(
+        "parsed {messages} messages, {string_bytes} string bytes; wrote {} bytes",
+        json.len()
+    );
     Ok(messages == 101 && string_bytes == bytes.div_ceil(3) * 4)
 }

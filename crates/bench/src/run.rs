@@ -12,6 +12,8 @@ use crate::{targets, transfer, workloads, Opts};
 
 /// Chunk sizes of the transfer workloads.
 const CHUNKS: [usize; 4] = [4 << 10, 1 << 20, 4 << 20, 48 << 20];
+/// The chunk sizes the targets name.
+const TARGET_CHUNKS: [usize; 2] = [4 << 20, 48 << 20];
 
 /// How much of each workload a run does.
 struct Sizes {
@@ -67,6 +69,7 @@ fn costed(
 /// The full side-by-side run. Returns whether every workload ran without error.
 pub fn bench(opts: &Opts) -> Result<bool, String> {
     let sizes = if opts.quick { &QUICK } else { &FULL };
+    let chunks = opts.chunks.clone().unwrap_or(CHUNKS.to_vec());
     for (what, p) in [("our agent", &opts.ours), ("qemu-ga", &opts.reference)] {
         if !p.exists() {
             return Err(format!(
@@ -153,7 +156,7 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
         ));
     }
     for (dir, wanted) in [("read", opts.wants("read")), ("write", opts.wants("write"))] {
-        for chunk in CHUNKS.into_iter().filter(|_| wanted) {
+        for chunk in chunks.iter().copied().filter(|_| wanted) {
             let name = format!("file {dir} {}", transfer::chunk_label(chunk));
             let f: WorkFn = if dir == "read" {
                 Box::new(move |a| transfer::read(a, data, chunk))
@@ -203,7 +206,7 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
 
     if opts.wants("limit") {
         eprintln!("qga-bench: limit ...");
-        for chunk in CHUNKS {
+        for &chunk in &chunks {
             let l = transfer::limit(data, chunk)?;
             for m in r.metrics.iter_mut() {
                 if m.key == format!("read_{chunk}") || m.key == format!("write_{chunk}") {
@@ -227,7 +230,7 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
     r.notes
         .push(format!("run took {:.0} s", started.elapsed().as_secs_f64()));
 
-    let labels: Vec<(usize, String)> = CHUNKS[2..]
+    let labels: Vec<(usize, String)> = TARGET_CHUNKS
         .iter()
         .map(|&c| (c, transfer::chunk_label(c)))
         .collect();
