@@ -25,6 +25,23 @@ static RANK: [u8; 256] = {
     t
 };
 
+/// The 12-bit value of two characters (the first in the low byte of the index), with
+/// bit 15 set when either is outside the alphabet.
+static DEC2: [u16; 65536] = {
+    let mut t = [0u16; 65536];
+    let mut i = 0;
+    while i < 65536 {
+        let (a, b) = (RANK[i & 0xFF], RANK[i >> 8]);
+        t[i] = if a == 0xFF || b == 0xFF {
+            0x8000
+        } else {
+            ((a as u16) << 6) | b as u16
+        };
+        i += 1;
+    }
+    t
+};
+
 /// Appends the encoding of `data` to `out`.
 pub fn encode_into(data: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
@@ -78,19 +95,16 @@ pub fn decode_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     out.resize(text.len() / 4 * 3, 0);
     let body = text.len().saturating_sub(if pad > 0 { 4 } else { 0 });
     let mut bad = 0u8;
+    let mut bad2 = 0u16;
     for (c, o) in text[..body].chunks_exact(4).zip(out.chunks_exact_mut(3)) {
-        let r = [
-            RANK[usize::from(c[0])],
-            RANK[usize::from(c[1])],
-            RANK[usize::from(c[2])],
-            RANK[usize::from(c[3])],
-        ];
-        bad |= r[0] | r[1] | r[2] | r[3];
-        let v = (u32::from(r[0]) << 18)
-            | (u32::from(r[1]) << 12)
-            | (u32::from(r[2]) << 6)
-            | u32::from(r[3]);
+        let hi = DEC2[usize::from(u16::from_le_bytes([c[0], c[1]]))];
+        let lo = DEC2[usize::from(u16::from_le_bytes([c[2], c[3]]))];
+        bad2 |= hi | lo;
+        let v = (u32::from(hi) << 12) | u32::from(lo);
         o.copy_from_slice(&[(v >> 16) as u8, (v >> 8) as u8, v as u8]);
+    }
+    if bad2 & 0x8000 != 0 {
+        bad = 0x80;
     }
     if pad > 0 {
         let c = &text[body..];

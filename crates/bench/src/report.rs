@@ -15,7 +15,8 @@ pub struct Metric {
     pub ours: Cell,
     /// The reference.
     pub theirs: Cell,
-    /// For file transfers: the base64 + socket limit, MiB/s.
+    /// What no agent can beat on this machine: for file transfers the base64 + socket
+    /// limit (MiB/s), for exec the spawn-and-wait floor (ms).
     pub limit: Option<f64>,
 }
 
@@ -156,14 +157,16 @@ impl Report {
             "ours".into(),
             "qemu-ga".into(),
             "ours/qemu-ga".into(),
-            "limit (ours%, qemu-ga%)".into(),
+            "limit (% of it reached: ours, qemu-ga)".into(),
         ]];
         for m in &self.metrics {
-            let (label, unit, div, _) = describe(&m.key);
+            let (label, unit, div, higher) = describe(&m.key);
             let limit = match (m.limit, &m.ours, &m.theirs) {
                 (Some(l), o, t) => {
+                    // Throughput: the share of the limit reached; latency: limit / value.
                     let pct = |c: &Cell| match c {
-                        Some(Ok(v)) => format!("{:.0}%", v / l * 100.0),
+                        Some(Ok(v)) if higher => format!("{:.0}%", v / l * 100.0),
+                        Some(Ok(v)) => format!("{:.0}%", l / v * 100.0),
                         _ => "-".into(),
                     };
                     format!("{} ({}, {})", fmt_num(l), pct(o), pct(t))

@@ -204,6 +204,15 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
     }
     drop((ours, reference));
 
+    if opts.wants("limit") && opts.wants("exec") {
+        let floor = workloads::exec_floor(sizes.execs)?;
+        if let Some(m) = r.metrics.iter_mut().find(|m| m.key == "exec_p50") {
+            m.limit = Some(floor);
+        }
+        r.notes.push(format!(
+            "exec limit: {floor:.3} ms for this client to posix_spawn /bin/true and wait for it (p50)"
+        ));
+    }
     if opts.wants("limit") {
         eprintln!("qga-bench: limit ...");
         for &chunk in &chunks {

@@ -27,15 +27,22 @@ fn ours(r: &Report, key: &str) -> Option<f64> {
 
 /// `ours/qemu-ga` of `key` compared with `bound` (`at_least`: ratio ≥ bound).
 fn ratio_target(r: &Report, name: &str, key: &str, bound: f64, at_least: bool) -> Target {
-    let ratio = r.metric(key).and_then(ratio);
+    let m = r.metric(key);
+    let ratio = m.and_then(ratio);
     let met = ratio.map(|x| if at_least { x >= bound } else { x <= bound });
-    let detail = match ratio {
+    let mut detail = match ratio {
         Some(x) => format!(
-            "ours/qemu-ga = {x:.2} (needs {} {bound})",
+            "ours/qemu-ga = {x:.2} (needs {} {bound:.2})",
             if at_least { ">=" } else { "<=" }
         ),
         None => "not measured".into(),
     };
+    // Where the machine sets a limit, say what ratio it would allow at best.
+    if let (Some(l), Some(Some(Ok(t)))) = (m.and_then(|m| m.limit), m.map(|m| &m.theirs)) {
+        if *t > 0.0 && ratio.is_some() {
+            detail += &format!("; the limit allows {:.2} at best", l / t);
+        }
+    }
     Target {
         name: name.into(),
         met,

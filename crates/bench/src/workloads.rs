@@ -79,6 +79,27 @@ pub fn exec(agent: &Agent, n: usize) -> Result<Figures, String> {
     ])
 }
 
+/// The floor under exec latency: this client starting /bin/true itself (posix_spawn,
+/// no pipes) and waiting for it, p50 in ms. No agent can report an exit sooner.
+pub fn exec_floor(n: usize) -> Result<f64, String> {
+    use std::process::{Command, Stdio};
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n + 2 {
+        let t = Instant::now();
+        let status = Command::new("/bin/true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("running /bin/true: {e}"))?;
+        if !status.success() {
+            return Err("/bin/true failed".into());
+        }
+        lat.push(t.elapsed());
+    }
+    Ok(percentile(&mut lat[2..], 50.0).as_secs_f64() * 1e3)
+}
+
 /// What an idle agent costs, observed together for all agents so the wait is paid once:
 /// RSS and threads after a ping and a pause, then voluntary context switches of all
 /// threads over `window` with a client connected and silent.
