@@ -153,6 +153,8 @@ fn transition(state: u8, b: u8) -> (u8, bool) {
 const SMALL_TOKEN: usize = 256;
 /// Buffers grown beyond this by one large message are freed after it, not kept.
 const KEEP_CAPACITY: usize = 64 << 10;
+/// A string token past this size gets room for 8 times as much in one step.
+const BIG_TOKEN: usize = 8 << 20;
 
 /// Where a token's bytes are.
 #[derive(Debug)]
@@ -239,6 +241,14 @@ impl Streamer {
                     !(0x20..=0xFD).contains(&b) || b == b'\\' || b == quote
                 });
                 if run > 0 {
+                    if self.token.len() + run > BIG_TOKEN && self.token.capacity() < BIG_TOKEN * 8 {
+                        // A string this long is file data: room for the largest allowed
+                        // at once, instead of doubling through sizes the allocator
+                        // keeps resident after the copy (untouched room costs nothing).
+                        let room = self.max_token_size.min(BIG_TOKEN * 8) + 2;
+                        self.token
+                            .reserve_exact(room.saturating_sub(self.token.len()));
+                    }
                     self.token.extend_from_slice(&rest[..run]);
                     i += run;
                     self.check_token_size(emit);
