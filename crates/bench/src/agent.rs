@@ -137,15 +137,7 @@ impl Agent {
 
     /// CPU time used so far by all threads, dead ones included (utime + stime).
     pub fn cpu_secs(&self) -> Result<f64, String> {
-        let text = std::fs::read_to_string(self.proc_path("stat")).map_err(|e| e.to_string())?;
-        // Fields after the parenthesised command name; utime and stime are fields 14, 15.
-        let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let num = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok());
-        match (num(11), num(12)) {
-            (Some(u), Some(s)) => Ok((u + s) as f64 / TICKS_PER_SEC),
-            _ => Err("unreadable /proc/pid/stat".into()),
-        }
+        cpu_secs_of(&self.proc_path("stat"))
     }
 
     /// Threads, and the sum of their voluntary context switches.
@@ -181,6 +173,19 @@ impl Drop for Agent {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// utime + stime of the process whose `/proc/<pid>/stat` is at `path`, in seconds.
+pub fn cpu_secs_of(path: &Path) -> Result<f64, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    // Fields after the parenthesised command name; utime and stime are fields 14, 15.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok());
+    match (num(11), num(12)) {
+        (Some(u), Some(s)) => Ok((u + s) as f64 / TICKS_PER_SEC),
+        _ => Err("unreadable /proc/pid/stat".into()),
     }
 }
 

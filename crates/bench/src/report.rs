@@ -20,8 +20,9 @@ pub struct Metric {
     pub limit: Option<f64>,
 }
 
-/// CPU seconds and peak RSS (bytes) of one workload for one agent.
-pub type Cost = Option<Result<(f64, f64), String>>;
+/// Agent CPU seconds, agent peak RSS (bytes) and client CPU seconds of one workload
+/// run against one agent.
+pub type Cost = Option<Result<(f64, f64, f64), String>>;
 
 /// Everything measured in one run.
 #[derive(Default)]
@@ -192,14 +193,12 @@ impl Report {
             "peak RSS MB ours".into(),
             "peak RSS MB qemu-ga".into(),
             "ratio".into(),
+            "client CPU s (vs ours, vs qemu-ga)".into(),
         ]];
         for (name, o, t) in &self.costs {
             let get = |c: &Cost, i: usize| -> Cell {
-                c.as_ref().map(|r| {
-                    r.as_ref()
-                        .map(|v| if i == 0 { v.0 } else { v.1 })
-                        .map_err(Clone::clone)
-                })
+                c.as_ref()
+                    .map(|r| r.as_ref().map(|v| [v.0, v.1, v.2][i]).map_err(Clone::clone))
             };
             let pair = |i: usize, div: f64| {
                 let m = Metric {
@@ -213,7 +212,8 @@ impl Report {
             };
             let (c0, c1, cr) = pair(0, 1.0);
             let (p0, p1, pr) = pair(1, 1e6);
-            cost_rows.push([name.clone(), c0, c1, cr, p0, p1, pr]);
+            let (m0, m1, _) = pair(2, 1.0);
+            cost_rows.push([name.clone(), c0, c1, cr, p0, p1, pr, format!("{m0}, {m1}")]);
         }
         out.push_str(&render(&cost_rows));
         out
@@ -247,10 +247,11 @@ impl Report {
             Value::Dict(d)
         });
         let cost = |c: &Cost| match c {
-            Some(Ok((cpu, peak))) => {
+            Some(Ok((cpu, peak, client))) => {
                 let mut d = Dict::new();
                 d.insert("cpu_s", Value::Double(*cpu));
                 d.insert("peak_rss_bytes", Value::Double(*peak));
+                d.insert("client_cpu_s", Value::Double(*client));
                 Value::Dict(d)
             }
             other => cell(

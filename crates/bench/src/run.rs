@@ -47,21 +47,28 @@ fn median_ms(mut v: Vec<Duration>) -> f64 {
     crate::workloads::percentile(&mut v, 50.0).as_secs_f64() * 1e3
 }
 
+/// Agent CPU s, agent peak RSS bytes, client CPU s.
+type CostFigures = (f64, f64, f64);
+
 /// A workload, run once per agent.
 type WorkFn<'a> = Box<dyn Fn(&Agent) -> Result<Figures, String> + 'a>;
 
-/// Runs one workload on one agent and measures what it cost the agent.
+/// Runs one workload on one agent and measures what it cost the agent (CPU, peak RSS)
+/// and this client (CPU), so a reader can tell which side was the bottleneck.
 fn costed(
     agent: &Agent,
     work: &dyn Fn(&Agent) -> Result<Figures, String>,
-) -> (Result<Figures, String>, Result<(f64, f64), String>) {
+) -> (Result<Figures, String>, Result<CostFigures, String>) {
+    let me = Path::new("/proc/self/stat");
     agent.reset_peak();
     let cpu0 = agent.cpu_secs();
+    let mine0 = agent::cpu_secs_of(me);
     let figures = work(agent);
     let cost = (|| {
         let cpu = agent.cpu_secs()? - cpu0.clone()?;
+        let mine = agent::cpu_secs_of(me)? - mine0.clone()?;
         let peak = agent.status_kib("VmHWM")? as f64 * 1024.0;
-        Ok((cpu, peak))
+        Ok((cpu, peak, mine))
     })();
     (figures, cost)
 }
@@ -183,7 +190,7 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
                 );
             }
             record(&mut r, *theirs, figures);
-            if let Ok((_, peak)) = cost {
+            if let Ok((_, peak, _)) = cost {
                 peaks[i] = peaks[i].max(peak);
                 if keys[0].ends_with(&format!("_{}", 48 << 20)) {
                     peaks_48m[i] = Some(peaks_48m[i].unwrap_or(0.0).max(peak));
