@@ -558,27 +558,22 @@ mod reference {
 mod ours {
     use super::Which::Ours;
     #[test]
-    #[ignore = "needs guest-exec and guest-file-* in qga-agent"]
     fn libvirt_via_stand_in() {
         super::libvirt_via_stand_in(Ours)
     }
     #[test]
-    #[ignore = "needs guest-exec in qga-agent"]
     fn exec_output_and_exit_code() {
         super::exec_output_and_exit_code(Ours)
     }
     #[test]
-    #[ignore = "needs guest-exec in qga-agent"]
     fn exec_stdin_and_env() {
         super::exec_stdin_and_env(Ours)
     }
     #[test]
-    #[ignore = "needs guest-file-* and guest-exec in qga-agent"]
     fn cp_both_ways() {
         super::cp_both_ways(Ours)
     }
     #[test]
-    #[ignore = "needs guest-exec and guest-file-* in qga-agent"]
     fn disabled_command() {
         super::disabled_command(Ours)
     }
@@ -587,7 +582,6 @@ mod ours {
         super::dead_and_busy(Ours)
     }
     #[test]
-    #[ignore = "needs guest-exec in qga-agent"]
     fn fan_out_three() {
         super::fan_out_three(Ours)
     }

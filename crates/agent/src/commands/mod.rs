@@ -17,6 +17,8 @@
 //! guest-get-load, guest-network-get-route.
 
 use qga_proto::cmds::core::*;
+use qga_proto::cmds::exec::*;
+use qga_proto::cmds::file::*;
 use qga_proto::cmds::freeze::*;
 use qga_proto::cmds::power::*;
 use qga_proto::cmds::ssh::*;
@@ -43,6 +45,12 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(Change: GuestSetTimeArgs => power::set_time),
     command!(Protocol: GuestInfoArgs => core::info).frozen_ok(),
     command!(Change: GuestShutdownArgs => power::shutdown).no_success_response(),
+    command!(File: GuestFileOpenArgs => file::open),
+    command!(File: GuestFileCloseArgs => file::close),
+    command!(File: GuestFileReadArgs => file::read),
+    command!(File: GuestFileWriteArgs => file::write),
+    command!(File: GuestFileSeekArgs => file::seek),
+    command!(File: GuestFileFlushArgs => file::flush),
     command!(Info: GuestFsfreezeStatusArgs => fsfreeze::status).frozen_ok(),
     command!(Change: GuestFsfreezeFreezeArgs => fsfreeze::freeze),
     command!(Change: GuestFsfreezeFreezeListArgs => fsfreeze::freeze_list),
@@ -56,6 +64,8 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(Info: GuestGetFsinfoArgs => storage::get_fsinfo),
     command!(Credentials: GuestSetUserPasswordArgs => power::set_user_password),
     command!(Change: GuestSetMemoryBlocksArgs => hotplug::set_memory_blocks),
+    command!(Exec: GuestExecStatusArgs => exec::status),
+    command!(Exec: GuestExecArgs => exec::exec),
     command!(Credentials: GuestSshGetAuthorizedKeysArgs => ssh::get_authorized_keys),
     command!(Credentials: GuestSshAddAuthorizedKeysArgs => ssh::add_authorized_keys),
     command!(Credentials: GuestSshRemoveAuthorizedKeysArgs => ssh::remove_authorized_keys),

@@ -2,6 +2,7 @@
 //! agent never writes `cfg(target_os)`. Parsers take a root path or the file's text so
 //! tests feed them recorded fixtures.
 
+pub mod base64;
 pub mod blockdev;
 pub mod bounded;
 pub mod clock;
@@ -17,7 +18,9 @@ pub mod passwd;
 pub mod peer;
 pub mod run;
 pub mod scan;
+pub mod spawn;
 pub mod spawn_sync;
 pub mod statvfs;
+pub mod stdio;
 pub mod syslog;
 pub mod udev;

@@ -175,10 +175,12 @@ impl Client {
 
     /// Reads one reply line (through its `\n`), raw 0xFF bytes included.
     pub fn recv(&mut self) -> Vec<u8> {
+        let mut scanned = 0;
         loop {
-            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                return self.buf.drain(..=i).collect();
+            if let Some(i) = self.buf[scanned..].iter().position(|&b| b == b'\n') {
+                return self.buf.drain(..=scanned + i).collect();
             }
+            scanned = self.buf.len();
             let mut chunk = vec![0u8; 1 << 16];
             let n = self.stream.read(&mut chunk).expect("recv (timed out?)");
             assert!(
