@@ -308,6 +308,13 @@ fn without_syslog_audit_lines_go_to_the_log_file_whatever_the_verbosity() {
         c.cmd(&add),
         r#"{"error": {"class": "CommandNotFound", "desc": "Command guest-ssh-add-authorized-keys has been disabled: the command is not allowed"}}"#
     );
+    // guest-info shows what the profile allows.
+    let info = c.cmd(r#"{"execute":"guest-info"}"#);
+    assert!(
+        info.contains(r#"{"enabled": false, "name": "guest-ssh-add-authorized-keys""#)
+            && info.contains(r#"{"enabled": true, "name": "guest-get-fsinfo""#),
+        "{info}"
+    );
     drop(c);
     assert_eq!(ga.stop(), Some(0));
     let file = std::fs::read_to_string(&logfile).unwrap();

@@ -116,6 +116,8 @@ struct CapData {
 }
 
 const CAP_VERSION_3: u32 = 0x2008_0522;
+/// `1 << CAP_SETPCAP`: needed to drop from the bounding set.
+const CAP_SETPCAP: u64 = 1 << 8;
 
 /// The calling thread's (effective, permitted, inheritable) sets.
 fn capget() -> io::Result<(u64, u64, u64)> {
@@ -191,7 +193,11 @@ pub fn apply(plan: &Hardening) -> Result<String, String> {
         (1u64 << (last_cap() + 1)) - 1
     };
     let keep = plan.keep & all;
-    if plan.lock_down {
+    let (effective, _, _) = capget().map_err(|e| err("capget", e))?;
+    // Without CAP_SETPCAP (an agent not run as root) the bounding set cannot change;
+    // no_new_privs then keeps anything it execs from gaining privileges.
+    let narrow_bounding = plan.lock_down && effective & CAP_SETPCAP != 0;
+    if narrow_bounding {
         for c in 0..=last_cap() {
             if keep & (1 << c) == 0 {
                 prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(c))
@@ -217,7 +223,12 @@ pub fn apply(plan: &Hardening) -> Result<String, String> {
         prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| err("no_new_privs", e))?;
         match install_seccomp() {
             Ok(n) => done.push_str(&format!(
-                "; bounding set narrowed, no_new_privs, seccomp filter denies {n} system calls"
+                "; bounding set {}, no_new_privs, seccomp filter denies {n} system calls",
+                if narrow_bounding {
+                    "narrowed"
+                } else {
+                    "unchanged (no cap_setpcap)"
+                }
             )),
             Err(e) => return Err(err("seccomp", e)),
         }
