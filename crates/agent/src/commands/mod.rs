@@ -17,6 +17,8 @@
 //! guest-get-load, guest-network-get-route.
 
 use qga_proto::cmds::core::*;
+use qga_proto::cmds::network::*;
+use qga_proto::cmds::system::*;
 
 use crate::command;
 use crate::dispatch::CommandDef;
@@ -25,6 +27,8 @@ pub mod core;
 pub mod exec;
 pub mod file;
 pub mod fsfreeze;
+pub mod network;
+pub mod system;
 
 /// Every command, in registration order.
 pub static COMMANDS: &[CommandDef] = &[
@@ -33,6 +37,17 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestPingArgs => core::ping).frozen_ok(),
     command!(GuestGetTimeArgs => core::get_time),
     command!(GuestInfoArgs => core::info).frozen_ok(),
+    command!(GuestNetworkGetInterfacesArgs => network::get_interfaces),
+    command!(GuestGetVcpusArgs => system::get_vcpus),
+    command!(GuestGetMemoryBlocksArgs => system::get_memory_blocks),
+    command!(GuestGetMemoryBlockInfoArgs => system::get_memory_block_info),
+    command!(GuestGetHostNameArgs => system::get_host_name),
+    command!(GuestGetUsersArgs => system::get_users),
+    command!(GuestGetTimezoneArgs => system::get_timezone),
+    command!(GuestGetOsinfoArgs => system::get_osinfo),
+    command!(GuestGetCpustatsArgs => system::get_cpustats),
+    command!(GuestGetLoadArgs => system::get_load),
+    command!(GuestNetworkGetRouteArgs => network::get_route),
 ];
 
 #[cfg(test)]

@@ -6,7 +6,11 @@ qapi_struct! {
     /// guest-network-get-interfaces: the interfaces with their addresses.
     pub struct GuestNetworkGetInterfacesArgs {}
 }
-qapi_command!(GuestNetworkGetInterfacesArgs, "guest-network-get-interfaces", Vec<GuestNetworkInterface>);
+qapi_command!(
+    GuestNetworkGetInterfacesArgs,
+    "guest-network-get-interfaces",
+    Vec<GuestNetworkInterface>
+);
 
 qapi_enum! {
     /// Address family of a GuestIpAddress.
@@ -77,7 +81,11 @@ qapi_struct! {
     /// guest-network-get-route: the IPv4 and IPv6 routing tables.
     pub struct GuestNetworkGetRouteArgs {}
 }
-qapi_command!(GuestNetworkGetRouteArgs, "guest-network-get-route", Vec<GuestNetworkRoute>);
+qapi_command!(
+    GuestNetworkGetRouteArgs,
+    "guest-network-get-route",
+    Vec<GuestNetworkRoute>
+);
 
 qapi_struct! {
     /// One route, from `/proc/net/route` (version 4) or `/proc/net/ipv6_route` (6).
@@ -124,7 +132,9 @@ mod tests {
     use crate::value::Value;
 
     fn keys(v: &Value) -> Vec<String> {
-        let Value::Dict(d) = v else { panic!("not a dict") };
+        let Value::Dict(d) = v else {
+            panic!("not a dict")
+        };
         d.iter()
             .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
             .collect()
@@ -138,7 +148,10 @@ mod tests {
             ip_address_type: GuestIpAddressType::Ipv6,
             prefix: 128,
         };
-        assert_eq!(keys(&ip.to_qapi()), ["ip-address-type", "ip-address", "prefix"]);
+        assert_eq!(
+            keys(&ip.to_qapi()),
+            ["ip-address-type", "ip-address", "prefix"]
+        );
         let stat = GuestNetworkInterfaceStat::default();
         assert_eq!(
             keys(&stat.to_qapi()),

@@ -89,7 +89,11 @@ qapi_struct! {
     /// guest-get-vcpus: the logical processors in sysfs.
     pub struct GuestGetVcpusArgs {}
 }
-qapi_command!(GuestGetVcpusArgs, "guest-get-vcpus", Vec<GuestLogicalProcessor>);
+qapi_command!(
+    GuestGetVcpusArgs,
+    "guest-get-vcpus",
+    Vec<GuestLogicalProcessor>
+);
 
 qapi_struct! {
     /// One logical processor (also guest-set-vcpus' input element).
@@ -107,7 +111,11 @@ qapi_struct! {
     /// guest-get-memory-blocks: the memory blocks in sysfs.
     pub struct GuestGetMemoryBlocksArgs {}
 }
-qapi_command!(GuestGetMemoryBlocksArgs, "guest-get-memory-blocks", Vec<GuestMemoryBlock>);
+qapi_command!(
+    GuestGetMemoryBlocksArgs,
+    "guest-get-memory-blocks",
+    Vec<GuestMemoryBlock>
+);
 
 qapi_struct! {
     /// One memory block (also guest-set-memory-blocks' input element).
@@ -125,7 +133,11 @@ qapi_struct! {
     /// guest-get-memory-block-info: the memory block size.
     pub struct GuestGetMemoryBlockInfoArgs {}
 }
-qapi_command!(GuestGetMemoryBlockInfoArgs, "guest-get-memory-block-info", GuestMemoryBlockInfo);
+qapi_command!(
+    GuestGetMemoryBlockInfoArgs,
+    "guest-get-memory-block-info",
+    GuestMemoryBlockInfo
+);
 
 qapi_struct! {
     /// The reply of guest-get-memory-block-info.
@@ -139,7 +151,11 @@ qapi_struct! {
     /// guest-get-cpustats: per-CPU time counters.
     pub struct GuestGetCpustatsArgs {}
 }
-qapi_command!(GuestGetCpustatsArgs, "guest-get-cpustats", Vec<GuestCpuStats>);
+qapi_command!(
+    GuestGetCpustatsArgs,
+    "guest-get-cpustats",
+    Vec<GuestCpuStats>
+);
 
 qapi_enum! {
     /// The discriminator of GuestCpuStats.
@@ -210,7 +226,9 @@ impl FromQapi for GuestCpuStats {
                 for (k, v) in d.iter_inserted().filter(|(k, _)| *k != b"type") {
                     rest.insert(k.to_vec(), v.clone());
                 }
-                Ok(GuestCpuStats::Linux(GuestLinuxCpuStats::from_qapi_dict(&rest, path)?))
+                Ok(GuestCpuStats::Linux(GuestLinuxCpuStats::from_qapi_dict(
+                    &rest, path,
+                )?))
             }
         }
     }
@@ -239,7 +257,9 @@ mod tests {
     use super::*;
 
     fn keys(v: &Value) -> Vec<String> {
-        let Value::Dict(d) = v else { panic!("not a dict") };
+        let Value::Dict(d) = v else {
+            panic!("not a dict")
+        };
         d.iter()
             .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
             .collect()
@@ -252,9 +272,16 @@ mod tests {
     /// Appendix A of the protocol reference: the key orders qemu-ga emits.
     #[test]
     fn key_orders_match_appendix_a() {
-        let v = GuestTimezone { zone: s("UTC"), offset: 0 }.to_qapi();
+        let v = GuestTimezone {
+            zone: s("UTC"),
+            offset: 0,
+        }
+        .to_qapi();
         assert_eq!(keys(&v), ["zone", "offset"]);
-        let v = GuestHostName { host_name: "h".into() }.to_qapi();
+        let v = GuestHostName {
+            host_name: "h".into(),
+        }
+        .to_qapi();
         assert_eq!(keys(&v), ["host-name"]);
         let v = GuestOSInfo {
             kernel_release: s("r"),
@@ -284,16 +311,35 @@ mod tests {
                 "id"
             ]
         );
-        let v = GuestUser { user: "u".into(), login_time: 1.5, domain: s("d") }.to_qapi();
+        let v = GuestUser {
+            user: "u".into(),
+            login_time: 1.5,
+            domain: s("d"),
+        }
+        .to_qapi();
         assert_eq!(keys(&v), ["login-time", "domain", "user"]);
-        let v = GuestLogicalProcessor { logical_id: 0, online: true, can_offline: Some(false) }
-            .to_qapi();
+        let v = GuestLogicalProcessor {
+            logical_id: 0,
+            online: true,
+            can_offline: Some(false),
+        }
+        .to_qapi();
         assert_eq!(keys(&v), ["online", "can-offline", "logical-id"]);
-        let v = GuestMemoryBlock { phys_index: 1, online: true, can_offline: Some(true) }.to_qapi();
+        let v = GuestMemoryBlock {
+            phys_index: 1,
+            online: true,
+            can_offline: Some(true),
+        }
+        .to_qapi();
         assert_eq!(keys(&v), ["online", "can-offline", "phys-index"]);
         let v = GuestMemoryBlockInfo { size: 1 }.to_qapi();
         assert_eq!(keys(&v), ["size"]);
-        let v = GuestLoadAverage { load1m: 1.0, load5m: 2.0, load15m: 3.0 }.to_qapi();
+        let v = GuestLoadAverage {
+            load1m: 1.0,
+            load5m: 2.0,
+            load15m: 3.0,
+        }
+        .to_qapi();
         assert_eq!(keys(&v), ["load15m", "load5m", "load1m"]);
         let v = GuestCpuStats::Linux(GuestLinuxCpuStats {
             cpu: 0,
@@ -309,8 +355,18 @@ mod tests {
         assert_eq!(
             keys(&v),
             [
-                "cpu", "guestnice", "idle", "steal", "iowait", "system", "guest", "nice", "irq",
-                "type", "user", "softirq"
+                "cpu",
+                "guestnice",
+                "idle",
+                "steal",
+                "iowait",
+                "system",
+                "guest",
+                "nice",
+                "irq",
+                "type",
+                "user",
+                "softirq"
             ]
         );
     }
