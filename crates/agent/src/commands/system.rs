@@ -8,7 +8,7 @@ use qga_proto::cmds::system::*;
 
 use crate::agent::Agent;
 use crate::error::{Error, Result};
-use crate::sys::{host, hotplug, osrelease, procfs, utmp};
+use crate::sys::{host, hotplug, osrelease, procfs, tz, utmp};
 
 /// guest-get-host-name: `gethostname()`; failure is `cannot get hostname: <strerror>`.
 pub fn get_host_name(_: &Agent, _: GuestGetHostNameArgs) -> Result<GuestHostName> {
@@ -21,7 +21,7 @@ pub fn get_host_name(_: &Agent, _: GuestGetHostNameArgs) -> Result<GuestHostName
 /// guest-get-timezone: offset and abbreviation of the local zone now.
 pub fn get_timezone(_: &Agent, _: GuestGetTimezoneArgs) -> Result<GuestTimezone> {
     let (offset, zone) =
-        host::local_timezone().ok_or_else(|| Error::new("Couldn't retrieve local timezone"))?;
+        tz::local_timezone().ok_or_else(|| Error::new("Couldn't retrieve local timezone"))?;
     Ok(GuestTimezone { zone, offset })
 }
 

@@ -9,6 +9,11 @@ pub fn is_c_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
+/// GLib's `g_ascii_isspace`, which unlike C's `isspace` excludes `\v`.
+pub fn is_glib_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0c | b'\r')
+}
+
 /// A cursor over one line.
 #[derive(Debug, Clone)]
 pub struct Scanner<'a> {

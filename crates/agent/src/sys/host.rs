@@ -1,6 +1,5 @@
 //! Small libc queries about the host: host name, local time zone, uname, load average.
 
-use std::ffi::CStr;
 use std::io;
 
 /// `gethostname()` into a buffer of `sysconf(_SC_HOST_NAME_MAX)` bytes (255 when
@@ -17,28 +16,6 @@ pub fn host_name() -> io::Result<Vec<u8>> {
     let n = buf.iter().position(|&b| b == 0).unwrap_or(len);
     buf.truncate(n);
     Ok(buf)
-}
-
-/// The local time zone now: (seconds east of UTC, abbreviation). `localtime_r` after
-/// `tzset`, reading `TZ` or `/etc/localtime` as GLib's `g_time_zone_new_local` does.
-pub fn local_timezone() -> Option<(i64, Option<String>)> {
-    extern "C" {
-        fn tzset();
-    }
-    // SAFETY: time(NULL) has no preconditions.
-    let now = unsafe { libc::time(std::ptr::null_mut()) };
-    // SAFETY: tm is plain old data; all-zero is a valid value.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: tzset only reads the environment; localtime_r writes into `tm`, which we
-    // own, and leaves tm_zone pointing to static storage of the C library.
-    let zone = unsafe {
-        tzset();
-        if libc::localtime_r(&now, &mut tm).is_null() {
-            return None;
-        }
-        (!tm.tm_zone.is_null()).then(|| CStr::from_ptr(tm.tm_zone).to_string_lossy().into_owned())
-    };
-    Some((tm.tm_gmtoff, zone))
 }
 
 /// `uname()`: (release, version, machine).

@@ -11,4 +11,5 @@ pub mod osrelease;
 pub mod procfs;
 pub mod route;
 pub mod run;
+pub mod tz;
 pub mod utmp;

@@ -6,6 +6,8 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
+use super::cscan::is_glib_space as is_space;
+
 /// The fields of os-release that guest-get-osinfo reports, in qemu-ga's lookup order.
 pub const KEYS: [&str; 7] = [
     "ID",
@@ -94,11 +96,6 @@ pub fn parse(data: &[u8]) -> Result<[Option<String>; 7], Failure> {
 
 /// A key and its raw value.
 type Pair<'a> = (&'a [u8], &'a [u8]);
-
-/// GLib's `g_ascii_isspace`.
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
-}
 
 /// The key/value pairs of group `os-release` of `"[os-release]\n" + data`, parsed with
 /// the rules of GLib's `g_key_file_load_from_data` (2.74): lines split at `\n` with one

@@ -4,7 +4,7 @@
 use qga_proto::cmds::network::GuestNetworkInterfaceStat;
 use qga_proto::cmds::system::GuestLinuxCpuStats;
 
-use super::cscan::{atoi, is_c_space, Scanner};
+use super::cscan::{atoi, is_glib_space, Scanner};
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `/proc/stat`.
 pub fn clk_tck() -> u64 {
@@ -73,11 +73,11 @@ pub fn parse_cpu_stats(text: &[u8], clk_tck: u64) -> (Vec<GuestLinuxCpuStats>, b
 
 /// The counters of interface `name` from `/proc/net/dev`: the first line whose text
 /// before its first `:` (leading whitespace removed) is exactly `name` and that has 16
-/// numbers after the colon. Fields 1-4 and 9-12, read as `long long`. `None` when no
+/// numbers after the colon (`g_strchug` strips the whitespace, which excludes `\v`). Fields 1-4 and 9-12, read as `long long`. `None` when no
 /// line matches (names containing `:`, such as address labels, never match).
 pub fn net_dev_stats(text: &[u8], name: &[u8]) -> Option<GuestNetworkInterfaceStat> {
     for line in text.split(|&b| b == b'\n') {
-        let Some(start) = line.iter().position(|&b| !is_c_space(b)) else {
+        let Some(start) = line.iter().position(|&b| !is_glib_space(b)) else {
             continue;
         };
         let line = &line[start..];
