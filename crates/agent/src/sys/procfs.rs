@@ -20,18 +20,17 @@ pub fn clk_tck() -> u64 {
 /// - counters are converted to milliseconds as `ticks * 1000 / clk_tck` (unsigned long);
 /// - iowait needs 5 counters, irq and softirq 6, steal 8, guest 9, guestnice 10.
 ///
-/// With exactly 6 counters qemu-ga reports a `softirq` it never read: its stack slot
-/// still holds what the previous line's `sscanf` stored there. The values are carried
-/// over from line to line here in the same way (0 before the first line).
+/// With exactly 6 counters qemu-ga reports a `softirq` it never read (an uninitialized
+/// variable); the reference binary reports 0 there, and so does this.
 ///
 /// The flag is true when a short `cpu<N>` line ended the list (qemu-ga logs that).
 pub fn parse_cpu_stats(text: &[u8], clk_tck: u64) -> (Vec<GuestLinuxCpuStats>, bool) {
     let tck = clk_tck.max(1);
     let ms = |ticks: u64| ticks.wrapping_mul(1000) / tck;
     let mut out = Vec::new();
-    // user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice
-    let mut v = [0u64; 10];
     for line in text.split(|&b| b == b'\n') {
+        // user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice
+        let mut v = [0u64; 10];
         let mut sc = Scanner::new(line);
         if sc.at_end() {
             continue; // sscanf returned EOF
