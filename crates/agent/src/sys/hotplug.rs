@@ -189,3 +189,95 @@ pub fn memory_block_size(mem_dir: &str) -> Result<u64> {
     let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     Ok(Scanner::new(&buf[..len]).long(16).unwrap_or(0) as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("qga-hotplug-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn vcpus_errors_carry_qemu_ga_texts() {
+        let d = scratch("cpu-eof");
+        std::fs::create_dir(d.join("cpu3")).unwrap();
+        std::fs::write(d.join("cpu3/online"), "").unwrap();
+        let root = d.to_string_lossy();
+        let e = get_vcpus(&root).unwrap_err();
+        assert_eq!(
+            e.desc(),
+            format!("pread(\"{root}/cpu3//online\"): unexpected EOF")
+        );
+
+        let d = scratch("cpu-notdir");
+        std::fs::write(d.join("cpu4"), "").unwrap();
+        let root = d.to_string_lossy();
+        let e = get_vcpus(&root).unwrap_err();
+        assert_eq!(e.desc(), format!("open(\"{root}/cpu4/\"): Not a directory"));
+
+        let e = get_vcpus("/nonexistent/cpu").unwrap_err();
+        assert_eq!(
+            e.desc(),
+            "failed to list entries: /nonexistent/cpu: No such file or directory"
+        );
+        // Entries named cpu<N> by sscanf("cpu%ld") only; the path uses the parsed number.
+        let d = scratch("cpu-names");
+        for n in ["cpu07", "cpufreq", "cpux1", "cpu+5"] {
+            std::fs::create_dir(d.join(n)).unwrap();
+        }
+        std::fs::create_dir(d.join("cpu7")).unwrap();
+        std::fs::create_dir(d.join("cpu5")).unwrap();
+        let mut ids: Vec<i64> = get_vcpus(&d.to_string_lossy())
+            .unwrap()
+            .iter()
+            .map(|c| c.logical_id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, [5, 5, 7, 7]);
+    }
+
+    #[test]
+    fn memory_block_errors_and_missing_directory() {
+        assert_eq!(get_memory_blocks("/nonexistent/memory/").unwrap(), []);
+        let d = scratch("mem-empty");
+        let root = format!("{}/", d.display());
+        let e = get_memory_blocks(&root).unwrap_err();
+        assert_eq!(e.desc(), "guest reported zero memory blocks!");
+        let e = memory_block_size(&root).unwrap_err();
+        assert_eq!(
+            e.desc(),
+            "open sysfs file \"block_size_bytes\": No such file or directory"
+        );
+        let e = memory_block_size("/nonexistent/memory/").unwrap_err();
+        assert_eq!(
+            e.desc(),
+            "open(\"/nonexistent/memory/\"): No such file or directory"
+        );
+
+        std::fs::create_dir(d.join("memory5")).unwrap();
+        std::fs::write(d.join("memory5/state"), "").unwrap();
+        let e = get_memory_blocks(&root).unwrap_err();
+        assert_eq!(e.desc(), "pread sysfs file \"state\": unexpected EOF");
+        std::fs::write(d.join("memory5/state"), "online\n").unwrap();
+        std::fs::write(d.join("memory5/removable"), "").unwrap();
+        let e = get_memory_blocks(&root).unwrap_err();
+        assert_eq!(e.desc(), "pread sysfs file \"removable\": unexpected EOF");
+
+        // The directory opened is memory<strtoul(suffix)>, so memory007 looks for memory7.
+        let d = scratch("mem-index");
+        std::fs::create_dir(d.join("memory007")).unwrap();
+        let root = format!("{}/", d.display());
+        let e = get_memory_blocks(&root).unwrap_err();
+        assert_eq!(
+            e.desc(),
+            format!("open(\"{root}memory7/\"): No such file or directory")
+        );
+        std::fs::write(d.join("block_size_bytes"), "0x10\n").unwrap();
+        assert_eq!(memory_block_size(&root).unwrap(), 16);
+    }
+}

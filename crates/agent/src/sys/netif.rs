@@ -236,3 +236,42 @@ pub fn build_interfaces<E>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inet6_ntop_matches_glibc() {
+        extern "C" {
+            fn inet_ntop(af: i32, src: *const u8, dst: *mut u8, size: u32) -> *const u8;
+        }
+        let glibc = |a: &[u8; 16]| {
+            let mut buf = [0u8; 64];
+            // SAFETY: a 16-byte address and a 64-byte buffer, as inet_ntop(AF_INET6) needs.
+            let p = unsafe { inet_ntop(10, a.as_ptr(), buf.as_mut_ptr(), 64) };
+            assert!(!p.is_null());
+            let n = buf.iter().position(|&b| b == 0).unwrap();
+            String::from_utf8(buf[..n].to_vec()).unwrap()
+        };
+        // Every pattern of zero/non-zero groups, with two group values, plus IPv4 forms.
+        let mut seed = 0x1234_5678_u32;
+        for mask in 0u32..256 {
+            for alt in 0..3 {
+                let mut a = [0u8; 16];
+                for g in 0..8 {
+                    if mask & (1 << g) != 0 {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                        let v: u16 = match alt {
+                            0 => 1,
+                            1 => 0xffff,
+                            _ => (seed >> 8) as u16 | 1,
+                        };
+                        a[2 * g..2 * g + 2].copy_from_slice(&v.to_be_bytes());
+                    }
+                }
+                assert_eq!(inet6_ntop(&a), glibc(&a), "{a:?}");
+            }
+        }
+    }
+}
