@@ -134,7 +134,8 @@ apt_install() {   # apt_install PKG... (names may carry /bookworm-backports)
     apt_run apt-install "apt-get install $*" apt-get -q -y --no-install-recommends --no-remove install "$@"
 }
 
-# Download one package's .deb (not installed) into DIR; prints the .deb path.
+# Download one package's .deb (not installed) into DIR; sets DEB to its path.
+DEB=''
 apt_download() {   # apt_download DIR PKGSPEC
     apt_update_once
     local dir=$1 spec=$2
@@ -142,7 +143,8 @@ apt_download() {   # apt_download DIR PKGSPEC
     ( cd "$dir" && DEBIAN_FRONTEND=noninteractive apt-get "${APT_OPTS[@]}" -q download "$spec" ) \
         >"$LOG_DIR/apt-download.log" 2>&1 \
         || { tail -n 5 "$LOG_DIR/apt-download.log" >&2; die "apt-get download $spec failed"; }
-    ls "$dir"/*.deb 2>/dev/null | head -n 1
+    DEB=$(find "$dir" -maxdepth 1 -name '*.deb' | head -n 1)
+    [[ -n $DEB ]] || die "apt-get download $spec left no .deb in $dir"
 }
 
 mkdir -p "$CACHE" 2>/dev/null || need_root "create $CACHE"
@@ -190,7 +192,7 @@ if [[ ! -x $QGA_BIN ]]; then
     need_root "fetch qemu-ga"
     tmp=$(mktemp -d "$CACHE/.qga.XXXXXX")
     trap 'rm -rf "$tmp"' EXIT
-    deb=$(apt_download "$tmp" qemu-guest-agent/bookworm-backports)
+    apt_download "$tmp" qemu-guest-agent/bookworm-backports; deb=$DEB
     ver=$(dpkg-deb -f "$deb" Version)
     case $ver in
         *:"$QGA_REF_VERSION"+*|"$QGA_REF_VERSION"+*) ;;
@@ -234,7 +236,7 @@ if [[ ! -f $KDIR/vmlinuz || ! -d $KDIR/modules || ! -s $KDIR/release ]]; then
     tmp=$(mktemp -d "$KDIR/.dl.XXXXXX")
     trap 'rm -rf "$tmp"' EXIT
     log "downloading $kpkg (~27 MB)"
-    deb=$(apt_download "$tmp" "$kpkg")
+    apt_download "$tmp" "$kpkg"; deb=$DEB
     dpkg -x "$deb" "$tmp/root"
     [[ -f $tmp/root/boot/vmlinuz-$krel ]] || die "$kpkg has no boot/vmlinuz-$krel"
     [[ -d $tmp/root/lib/modules/$krel ]] || die "$kpkg has no lib/modules/$krel"
@@ -250,14 +252,19 @@ fi
 log "guest kernel: $KDIR/vmlinuz ($(cat "$KDIR/release"))"
 
 # ---------------------------------------------------------------------------
-# 3. Rust: static binaries = gnu target + `-C target-feature=+crt-static`.
-#    Verified once per rustc version with a hello-world that calls getpwnam,
-#    getaddrinfo and getutxent (the glibc calls an agent makes).
-#    glibc prints "Using 'getpwnam' in statically linked applications requires
-#    at runtime the shared libraries from the glibc version used for linking"
-#    for NSS functions: the static binary then dlopen()s libnss_*.so.2 at run
-#    time if /etc/nsswitch.conf asks for non-"files" sources; the built-in
-#    "files" backend works without them. We record the warnings in the stamp.
+# 3. Rust: static binaries = gnu target + `-C target-feature=+crt-static`
+#    (pass --target x86_64-unknown-linux-gnu explicitly so build scripts and
+#    proc-macros stay dynamic). Verified once per rustc version with a
+#    hello-world calling getpwnam, getaddrinfo and getutxent.
+#    glibc warns at link time "Using 'getpwnam' in statically linked
+#    applications requires at runtime the shared libraries from the glibc
+#    version used for linking" (rustc hides linker warnings; gcc -static shows
+#    them, so we probe with gcc too). In practice: the built-in "files" NSS
+#    backend works without any libnss_*.so (checked in the test VM), but if
+#    /etc/nsswitch.conf names another source (this host: "passwd: files
+#    systemd") a lookup that "files" cannot answer dlopen()s libnss_systemd.so.2
+#    into the static binary, which then CRASHES (SIGSEGV seen here for
+#    getpwnam of a missing user). The test VM's nsswitch.conf says "files" only.
 # ---------------------------------------------------------------------------
 if command -v rustc >/dev/null; then
     rustc_id=$(rustc -vV | awk '/^release:|^commit-hash:/ {printf "%s-", $2}')
@@ -293,11 +300,20 @@ EOF
         file -b "$tmp/hello" 2>/dev/null | grep -q 'static' \
             || ! ldd "$tmp/hello" >/dev/null 2>&1 || die "crt-static produced a dynamic binary"
         out=$("$tmp/hello") || die "static hello-world failed to run"
-        warn=$(grep -o "Using '[a-z]*' in statically linked[^\"]*" "$tmp/build.log" | sed 's/ requires.*//' | sort -u | tr '\n' ';' || true)
-        { echo "target=$host flags=-C target-feature=+crt-static"; echo "run: $out"; echo "linker-warnings: ${warn:-none}"; } >"$stamp"
+        warn=''
+        if command -v gcc >/dev/null; then
+            printf '#include <pwd.h>\n#include <netdb.h>\nint main(void){struct addrinfo *r; return getaddrinfo("localhost",0,0,&r) + !getpwnam("root");}\n' >"$tmp/probe.c"
+            gcc -static "$tmp/probe.c" -o "$tmp/probe" >"$tmp/gcc.log" 2>&1 || true
+            warn=$(grep -o "Using '[a-z_]*' in statically linked" "$tmp/gcc.log" | cut -d"'" -f2 | sort -u | tr '\n' ' ' || true)
+        fi
+        {
+            echo "target=$host flags=-C target-feature=+crt-static"
+            echo "run: $out"
+            echo "glibc static-link warnings (gcc probe): ${warn:-none}"
+        } >"$stamp"
         rm -rf "$tmp"; trap - EXIT
         log "rust static link ($host + crt-static): ok — $out"
-        [[ -n $warn ]] && log "  note: glibc static-link warnings: $warn (NSS 'files' works; other NSS sources need libnss_*.so.2 at run time)"
+        [[ -z $warn ]] || log "  note: glibc warns about static $warn(NSS: only 'files' is safe in a static binary)"
     else
         log "rust static link: ok (cached: $stamp)"
     fi

@@ -120,13 +120,12 @@ for p in poweroff halt reboot; do install -m 0755 "$QGA_VM_DIR/guest/power" "$ST
 DYNAMIC=0
 copy_with_libs "$AGENT" "$GUEST_PATH"
 chmod 0755 "$STAGE$GUEST_PATH"
-AGENT_KIND=static
+AGENT_KIND="no shared libraries"
 if [[ $DYNAMIC -eq 1 ]]; then
-    AGENT_KIND=dynamic
+    AGENT_KIND="dynamic, libraries copied"
     # glibc loads NSS modules with dlopen (not listed by ldd): bring "files".
-    for lib in /lib/x86_64-linux-gnu/libnss_files.so.2; do
-        [[ -e $lib ]] && copy_with_libs "$lib" "$lib"
-    done
+    nss=/lib/x86_64-linux-gnu/libnss_files.so.2
+    [[ -e $nss ]] && copy_with_libs "$nss" "$nss"
 fi
 echo "$GUEST_PATH" >"$STAGE/etc/qga-test/agent.path"
 {
@@ -158,11 +157,11 @@ done < <(find "$QGA_KMODULES/kernel" -name '*.ko*')
 ORDER=()
 visit() {   # depth-first, dependencies first
     local m=${1//-/_} f dst deps d
-    [[ ${STATE[$m]:-} == done ]] && return 0
+    [[ ${STATE[$m]:-} == loaded ]] && return 0
     [[ ${STATE[$m]:-} == active ]] && die "module dependency cycle at $m"
     f=${MODFILE[$m]:-}
     if [[ -z $f ]]; then
-        grep -q "/${m}.ko" "$QGA_KMODULES/modules.builtin" 2>/dev/null && { STATE[$m]=done; return 0; }
+        grep -q "/${m}.ko" "$QGA_KMODULES/modules.builtin" 2>/dev/null && { STATE[$m]=loaded; return 0; }
         die "kernel module $m not found under $QGA_KMODULES"
     fi
     STATE[$m]=active
@@ -175,7 +174,7 @@ visit() {   # depth-first, dependencies first
     esac
     deps=$(tr '\0' '\n' <"$dst" | sed -n 's/^depends=//p' | head -n 1)
     for d in ${deps//,/ }; do visit "$d"; done
-    STATE[$m]=done
+    STATE[$m]=loaded
     ORDER+=("$m")
 }
 for m in "${MODULES[@]}"; do visit "$m"; done

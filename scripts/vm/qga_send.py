@@ -50,6 +50,10 @@ class Closed(Exception):
     pass
 
 
+class ConnectError(Exception):
+    pass
+
+
 class Agent:
     def __init__(self, sock):
         self.sock = sock
@@ -121,13 +125,15 @@ def parse_request(text):
 
 def connect(path, wait, pid, sync_timeout):
     """Connect and sync. With wait > 0, retry for up to `wait` seconds
-    (socket not there yet, agent not up yet). Returns (Agent, seconds)."""
+    (socket not there yet, agent not up yet). Returns (Agent, seconds) or
+    raises ConnectError. QEMU's socket chardev serves ONE client at a time:
+    close any previous connection first, or this one is never answered."""
     t0 = time.monotonic()
     end = t0 + wait
     last_err = None
     while True:
         if pid and not alive(pid):
-            raise SystemExit("qga_send: process %d is gone (%s)" % (pid, last_err or "before the agent answered"))
+            raise ConnectError("process %d is gone (%s)" % (pid, last_err or "before the agent answered"))
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             s.connect(path)
@@ -145,13 +151,13 @@ def connect(path, wait, pid, sync_timeout):
                     if time.monotonic() >= end:
                         raise
                     if pid and not alive(pid):
-                        raise SystemExit("qga_send: process %d is gone" % pid)
+                        raise ConnectError("process %d is gone" % pid)
         except (OSError, Closed, Timeout) as e:
             last_err = e.__class__.__name__ + (": %s" % e if str(e) else "")
             s.close()
             if time.monotonic() >= end:
-                raise SystemExit("qga_send: no agent answered on %s%s (%s)"
-                                 % (path, " within %gs" % wait if wait > 0 else "", last_err))
+                raise ConnectError("no agent answered on %s%s (%s)"
+                                   % (path, " within %gs" % wait if wait > 0 else "", last_err))
             time.sleep(0.1)
 
 
@@ -188,7 +194,11 @@ def main(argv):
     path, requests = args[0], args[1:]
 
     if opts["sync"]:
-        agent, took = connect(path, opts["wait"], opts["pid"], opts["timeout"])
+        try:
+            agent, took = connect(path, opts["wait"], opts["pid"], opts["timeout"])
+        except ConnectError as e:
+            print("qga_send: %s" % e, file=sys.stderr)
+            return 1
         if opts["wait"] and not opts["quiet"]:
             print("qga_send: agent answered guest-sync-delimited after %.2f s" % took, file=sys.stderr)
     else:

@@ -122,7 +122,7 @@ fi
 
 [[ $WAIT -eq 1 ]] || exit 0
 
-if ! python3 "$QGA_VM_DIR/qga_send.py" -q --wait "$TIMEOUT" --pid "$PID" "$WORKDIR/qga.sock"; then
+if ! python3 "$QGA_VM_DIR/qga_send.py" -q --wait "$TIMEOUT" --pid "$PID" "$WORKDIR/qga.sock" </dev/null; then
     status="still running"
     is_our_qemu "$PID" "$WORKDIR" || status="exited"
     log "QEMU $status; last console lines:"

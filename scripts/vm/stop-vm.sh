@@ -10,7 +10,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [[ $# -eq 1 ]] || { echo "usage: $0 WORKDIR" >&2; exit 2; }
-[[ -d $1 ]] || die "no such directory: $1"
+[[ -d $1 ]] || { log "no such directory $1: nothing to stop"; exit 0; }
 WORKDIR=$(cd "$1" && pwd)
 PIDFILE=$WORKDIR/qemu.pid
 

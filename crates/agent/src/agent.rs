@@ -24,6 +24,8 @@ pub struct Agent {
     /// Log sink (stderr or the log file; silenced while frozen).
     pub log: Logger,
     frozen: AtomicBool,
+    /// Started frozen: the log file and pidfile wait for the first thaw.
+    deferred_start: AtomicBool,
     fd_counter: Mutex<i64>,
     /// guest-file-* handles.
     pub files: commands::file::Handles,
@@ -31,6 +33,12 @@ pub struct Agent {
     pub exec: commands::exec::Children,
     /// fsfreeze state beyond the frozen flag.
     pub freeze: commands::fsfreeze::FreezeState,
+    /// Programs, files and clock of shutdown, suspend, set-time and set-user-password.
+    pub power: commands::power::PowerEnv,
+    /// sysfs directories of set-vcpus and set-memory-blocks.
+    pub hotplug: commands::hotplug::SysfsRoots,
+    /// User lookup of the ssh key commands.
+    pub ssh: commands::ssh::SshEnv,
 }
 
 impl Agent {
@@ -40,10 +48,14 @@ impl Agent {
             config,
             log,
             frozen: AtomicBool::new(frozen),
+            deferred_start: AtomicBool::new(frozen),
             fd_counter: Mutex::new(fd_counter),
             files: Default::default(),
             exec: Default::default(),
             freeze: Default::default(),
+            power: Default::default(),
+            hotplug: Default::default(),
+            ssh: Default::default(),
         }
     }
 
@@ -63,28 +75,60 @@ impl Agent {
     }
 
     /// Enters or leaves the frozen state as qemu-ga's `ga_set_frozen`/`ga_unset_frozen`:
-    /// the marker file is created (0600) before the caller freezes anything and removed
-    /// after it thawed; logging is off while frozen.
+    /// the flag and the logging switch change first, then the marker file is created
+    /// (0600, before the caller freezes anything) or removed (after it thawed). A marker
+    /// that cannot be written is reported but does not undo the state change, as in
+    /// qemu-ga. Leaving the frozen state also performs what a frozen start deferred:
+    /// opening the log file and writing the pidfile.
     pub fn set_frozen(&self, frozen: bool) -> std::io::Result<()> {
         if frozen {
             use std::os::unix::fs::OpenOptionsExt;
+            self.log.set_enabled(false);
+            self.frozen.store(true, Ordering::SeqCst);
             std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
                 .open(self.frozen_marker())?;
-            self.log.set_enabled(false);
-            self.frozen.store(true, Ordering::SeqCst);
         } else {
             self.frozen.store(false, Ordering::SeqCst);
             self.log.set_enabled(true);
+            self.finish_deferred_start();
             match std::fs::remove_file(self.frozen_marker()) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
         }
         Ok(())
+    }
+
+    /// After a start in frozen state: open the log file and write the pidfile now.
+    fn finish_deferred_start(&self) {
+        if !self.deferred_start.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(path) = &self.config.logfile {
+            match std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+            {
+                Ok(f) => self.log.set_sink(Box::new(f)),
+                Err(e) => self.log.log(
+                    crate::log::Level::Critical,
+                    &format!("unable to open specified log file: {e}"),
+                ),
+            }
+        }
+        if self.config.daemonize {
+            let written =
+                crate::sys::daemon::write_pidfile(std::path::Path::new(&self.config.pidfile))
+                    .and_then(crate::sys::daemon::Pidfile::keep_until_exit);
+            if let Err(e) = written {
+                self.log.log(crate::log::Level::Critical, &e);
+            }
+        }
     }
 
     /// Whether the command is enabled now: the allow list, then the block list, and

@@ -25,7 +25,7 @@ use qga_proto::Value;
 
 use crate::agent::{read_state_file, write_state_file, Agent, FIRST_HANDLE};
 use crate::channel::{Channel, Conn};
-use crate::config::{Action, Config};
+use crate::config::Config;
 use crate::dispatch;
 use crate::log::{Level, Logger};
 
@@ -39,22 +39,18 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Entry point of the `qga-agent` binary.
 pub fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let argv0 = args.first().cloned().unwrap_or_else(|| "qemu-ga".into());
-    match crate::config::parse(&argv0, args.get(1..).unwrap_or(&[])) {
-        Ok(Action::Print(text)) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Ok(Action::Run(config)) => match run(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(msg) => {
-                eprintln!("{msg}");
-                ExitCode::FAILURE
+    let config = match crate::config::from_command_line() {
+        Ok(config) => config,
+        Err(status) => return status,
+    };
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            // Startup failures are logged as qemu-ga does: critical lines on stderr.
+            let log = Logger::stderr(false);
+            for line in msg.lines() {
+                log.log(Level::Critical, line);
             }
-        },
-        Err(e) => {
-            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }
@@ -62,7 +58,11 @@ pub fn main() -> ExitCode {
 
 /// Runs the agent until the channel fails (without `--retry-path`) or a signal stops it.
 pub fn run(mut config: Config) -> Result<(), String> {
-    let activated = take_activation_fd()?;
+    // Socket activation was checked while parsing (it decides -D's output, as in qemu-ga).
+    let activated = config
+        .listen_fd
+        .map(Channel::from_activation_fd)
+        .transpose()?;
     let frozen = match std::fs::metadata(
         std::path::Path::new(&config.statedir).join("qga.state.isfrozen"),
     ) {
@@ -95,11 +95,12 @@ pub fn run(mut config: Config) -> Result<(), String> {
         Ok(None) if frozen => FIRST_HANDLE,
         Ok(None) => {
             if let Err(e) = write_state_file(&state_path, FIRST_HANDLE) {
+                let p = state_path.display();
+                let why = crate::error::strerror(e.raw_os_error().unwrap_or(0));
                 return Err(format!(
-                    "failed to write persistent state to {}: {e}\nunable to create state file at path {}\n\
-                     failed to load persistent state\nerror initializing guest agent",
-                    state_path.display(),
-                    state_path.display()
+                    "failed to write persistent state to {p}: Failed to create file \u{201c}{p}.tmp\u{201d}: {why}\n\
+                     unable to create state file at path {p}\nfailed to load persistent state\n\
+                     error initializing guest agent"
                 ));
             }
             FIRST_HANDLE
@@ -118,11 +119,24 @@ pub fn run(mut config: Config) -> Result<(), String> {
         Some(ch) => ch,
         None => open_channel(&config, &log)?,
     };
+    if config.daemonize {
+        // As qemu-ga 10: after the channel is open (a bad path fails in the foreground)
+        // and before any thread starts; no pidfile while frozen (written at thaw).
+        let pidfile = std::path::Path::new(&config.pidfile);
+        crate::sys::daemon::daemonize((!frozen).then_some(pidfile))?;
+    }
     if config.path.is_none() {
         config.path = config.method.default_path().map(String::from);
     }
     let agent = Arc::new(Agent::new(config, log, frozen, fd_counter));
     start_signal_thread(agent.clone())?;
+    if agent.config.fsfreeze_timeout.is_some() {
+        let agent = agent.clone();
+        std::thread::Builder::new()
+            .name("qga-fsfreeze-watchdog".into())
+            .spawn(move || crate::commands::fsfreeze::run_watchdog(&agent))
+            .map_err(|e| format!("failed to start the fsfreeze watchdog: {e}"))?;
+    }
 
     let queue = Arc::new(Queue::default());
     {
@@ -147,37 +161,22 @@ fn open_channel(config: &Config, log: &Logger) -> Result<Channel, String> {
         match Channel::open(config.method, &path) {
             Ok(ch) => return Ok(ch),
             Err(e) if config.retry_path => {
+                let why = crate::error::strerror(e.raw_os_error().unwrap_or(0));
                 log.log(
-                    Level::Warning,
-                    &format!("failed to open channel {path}: {e}; retrying in 5 s"),
+                    Level::Critical,
+                    &format!("error opening channel '{path}': {why}; retrying in 5 s"),
                 );
                 std::thread::sleep(RETRY_INTERVAL);
             }
             Err(e) => {
+                let why = crate::error::strerror(e.raw_os_error().unwrap_or(0));
                 return Err(format!(
-                    "failed to open channel {path}: {e}\nfailed to initialize guest agent channel"
-                ))
+                    "error opening channel '{path}': {why}\nfailed to create guest agent channel\n\
+                     failed to initialize guest agent channel\nerror initializing guest agent"
+                ));
             }
         }
     }
-}
-
-/// systemd socket activation: `LISTEN_PID` is us and `LISTEN_FDS` is set.
-fn take_activation_fd() -> Result<Option<Channel>, String> {
-    let pid_matches = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.parse::<u32>().ok())
-        .is_some_and(|p| p == std::process::id());
-    let Some(fds) = std::env::var("LISTEN_FDS").ok().filter(|_| pid_matches) else {
-        return Ok(None);
-    };
-    std::env::remove_var("LISTEN_PID");
-    std::env::remove_var("LISTEN_FDS");
-    std::env::remove_var("LISTEN_FDNAMES");
-    if fds.trim() != "1" {
-        return Err("qemu-ga only supports listening on one socket".into());
-    }
-    Channel::from_activation_fd(3).map(Some)
 }
 
 /// The reader: accept a connection, read it until EOF, feed the streamer, queue each

@@ -346,6 +346,7 @@ mount --bind "$FIX/cpu" /sys/devices/system/cpu
 mount --bind "$FIX/memory" /sys/devices/system/memory
 mount --bind "$FIX/stat/few-fields" /proc/stat
 mkdir "$TMP/run" && cp "$FIX/utmp/utmp" "$TMP/run/utmp" && mount --bind "$TMP/run" /run
+sysctl -qw net.ipv6.conf.default.router_solicitations=0 net.ipv6.conf.all.router_solicitations=0
 ip link set lo up
 ip link add vA type veth peer name vB
 ip link add vC type veth peer name vD
@@ -361,7 +362,8 @@ ip -6 route add 2001:db8:99::/64 via 2001:db8:1::1 dev vA metric 5
     ) else {
         return;
     };
-    // Nothing moves here: the links have no carrier, so even the counters are fixed.
+    // The links have no carrier, but the kernel still tries (and drops) a few IPv6
+    // multicast reports after link-up, so only the interface counters may move.
     let cmds = [
         "guest-get-vcpus",
         "guest-get-memory-blocks",
@@ -372,7 +374,16 @@ ip -6 route add 2001:db8:99::/64 via 2001:db8:1::1 dev vA metric 5
         "guest-network-get-route",
     ];
     let (a, b) = ns.both(None, &cmds);
-    assert_same(&cmds, &a, &b, "namespace");
+    let exact: Vec<usize> = (0..cmds.len()).filter(|&i| i != 5).collect();
+    for &i in &exact {
+        assert_same(&cmds[i..=i], &a[i..=i], &b[i..=i], "namespace");
+    }
+    assert_shape(
+        &parse(&a[5]),
+        &parse(&b[5]),
+        NET_COUNTERS,
+        "namespace interfaces",
+    );
     assert!(a[5].contains(r#""name": "vA:1""#), "{}", a[5]);
     assert!(
         a[5].contains(r#""ip-address": "2001:db8:2::1", "prefix": 48"#),

@@ -1,6 +1,7 @@
-//! `qga`: talk to a QEMU guest agent from the host.
+//! `qga`: talk to a QEMU guest agent from the host. See `qga --help`.
 
-fn main() {
-    eprintln!("qga: under construction");
-    std::process::exit(2);
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
 }

@@ -56,8 +56,8 @@ const T_SKIP: u8 = 110;
 /// The transition for `byte` in `state`: the new state and whether the byte is only
 /// looked at (not consumed), as the table in json-lexer.c says.
 fn transition(state: u8, b: u8) -> (u8, bool) {
-    // TERMINAL(x): every ASCII byte ends the token by lookahead; bytes >= 0x80 are errors.
-    let terminal = |t: u8| if b < 0x80 { (t, true) } else { (ERROR, false) };
+    // TERMINAL(x): any other byte ends the token and is looked at again.
+    let terminal = |t: u8| (t, true);
     match state {
         IN_RECOVERY => match b {
             b'\t' => (IN_RECOVERY, false),
@@ -701,6 +701,14 @@ mod tests {
         assert_eq!(run(b"\x00"), [r#"ERR "JSON parse error, stray ''""#]);
         assert_eq!(run(b"\"a\n"), [r#"ERR "JSON parse error, stray '\"a\n'""#]);
         assert_eq!(run(b"01 "), [r#"ERR "JSON parse error, stray '01'""#]);
+        // Any byte ends a number, even one that is then an error of its own.
+        assert_eq!(
+            run(b"1\xff"),
+            [
+                "1".to_string(),
+                r#"ERR "JSON parse error, stray '\uFFFD'""#.to_string()
+            ]
+        );
     }
 
     #[test]

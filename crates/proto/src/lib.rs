@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cmds;
+pub mod ghash;
 pub mod json;
 pub mod qapi;
 pub mod value;

@@ -134,20 +134,26 @@ pub fn expect_dict<'v>(v: Option<&'v Value>, path: &Path<'_>) -> Result<&'v Dict
 /// After the known members were read: the first unknown member is an error
 /// (`Parameter '<path>' is unexpected`). Requests only; replies are lenient.
 pub fn check_unexpected(d: &Dict, known: &[&str], path: &Path<'_>) -> Result<(), ArgError> {
-    if !path.strict() {
+    if !path.strict()
+        || d.iter()
+            .all(|(k, _)| known.iter().any(|n| n.as_bytes() == k))
+    {
         return Ok(());
     }
-    for (k, _) in d.iter() {
-        if !known.iter().any(|n| n.as_bytes() == k) {
-            let name = String::from_utf8_lossy(k);
-            let p = Path::Member(path, &name);
-            return Err(ArgError(format!(
-                "Parameter '{}' is unexpected",
-                p.render()
-            )));
-        }
-    }
-    Ok(())
+    // QEMU names the first key its GHashTable iterator yields among the unvisited ones.
+    let inserted: Vec<&[u8]> = d.iter().map(|(k, _)| k).collect();
+    let visited: Vec<&[u8]> = known
+        .iter()
+        .map(|n| n.as_bytes())
+        .filter(|n| d.contains_key(n))
+        .collect();
+    let key = crate::ghash::first_remaining(&inserted, &visited).unwrap_or_default();
+    let name = String::from_utf8_lossy(key);
+    let p = Path::Member(path, &name);
+    Err(ArgError(format!(
+        "Parameter '{}' is unexpected",
+        p.render()
+    )))
 }
 
 /// Turns a QAPI string (modified UTF-8, `C0 80` for U+0000) into Rust text.

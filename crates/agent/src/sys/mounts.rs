@@ -39,17 +39,25 @@ pub fn block_dev_numbers(path: &Path) -> Option<(u32, u32)> {
     Some((libc::major(rdev), libc::minor(rdev)))
 }
 
-/// Decodes mountinfo's `\ooo` octal escapes (`\040` for a space).
+/// Decodes mountinfo's escapes as qemu-ga's `decode_mntname`: `\ooo` with a first
+/// digit 0-3 (`\040` for a space) becomes that byte, `\\` a backslash; any other
+/// backslash stays as it is.
 pub fn decode_octal(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
-        let oct = |b: u8| (b'0'..=b'7').contains(&b);
-        if s[i] == b'\\' && i + 3 < s.len() && s[i + 1..i + 4].iter().all(|&b| oct(b)) {
-            let v = s[i + 1..i + 4]
-                .iter()
-                .fold(0u32, |acc, &b| acc * 8 + u32::from(b - b'0'));
-            out.push(v as u8);
+        let at = |k: usize| s.get(i + k).copied().unwrap_or(0);
+        if s[i] != b'\\' {
+            out.push(s[i]);
+            i += 1;
+        } else if at(1) == b'\\' {
+            out.push(b'\\');
+            i += 2;
+        } else if (b'0'..=b'3').contains(&at(1))
+            && (b'0'..=b'7').contains(&at(2))
+            && (b'0'..=b'7').contains(&at(3))
+        {
+            out.push((at(1) - b'0') * 64 + (at(2) - b'0') * 8 + (at(3) - b'0'));
             i += 4;
         } else {
             out.push(s[i]);
@@ -146,5 +154,13 @@ mod tests {
         assert_eq!(dirs, ["/", "/mnt/data disk", "/home"]);
         assert_eq!((mounts[2].major, mounts[2].minor), (8, 2));
         assert_eq!(mounts[1].fstype, "ext4");
+    }
+
+    #[test]
+    fn escapes_as_decode_mntname() {
+        assert_eq!(decode_octal(br"/a\040b\011c\012d\134e"), b"/a b\tc\nd\\e");
+        assert_eq!(decode_octal(br"/x\\y"), br"/x\y");
+        // Only \000-\377 are escapes; others and truncated ones stay literal.
+        assert_eq!(decode_octal(br"/\400/\08/\04"), br"/\400/\08/\04");
     }
 }

@@ -76,8 +76,15 @@ impl AgentProc {
         let dir = TempDir::new();
         let sock = dir.join("sock");
         let mut cmd = Command::new(bin);
-        cmd.args(["-m", "unix-listen", "-p"]).arg(&sock).arg("-t").arg(&dir.0).args(extra);
-        cmd.current_dir(&dir.0).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.args(["-m", "unix-listen", "-p"])
+            .arg(&sock)
+            .arg("-t")
+            .arg(&dir.0)
+            .args(extra);
+        cmd.current_dir(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         if let Some(env) = env {
             cmd.env_clear();
             for (k, v) in env {
@@ -87,10 +94,18 @@ impl AgentProc {
         let child = cmd.spawn().expect("spawn agent");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !sock.exists() {
-            assert!(Instant::now() < deadline, "agent did not create {}", sock.display());
+            assert!(
+                Instant::now() < deadline,
+                "agent did not create {}",
+                sock.display()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
-        AgentProc { dir, sock, child: Some(child) }
+        AgentProc {
+            dir,
+            sock,
+            child: Some(child),
+        }
     }
 
     /// A new client connection.
@@ -100,10 +115,17 @@ impl AgentProc {
             match UnixStream::connect(&self.sock) {
                 Ok(s) => {
                     s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-                    return Client { stream: s, buf: Vec::new() };
+                    return Client {
+                        stream: s,
+                        buf: Vec::new(),
+                    };
                 }
                 Err(e) => {
-                    assert!(Instant::now() < deadline, "connect {}: {e}", self.sock.display());
+                    assert!(
+                        Instant::now() < deadline,
+                        "connect {}: {e}",
+                        self.sock.display()
+                    );
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
@@ -159,7 +181,11 @@ impl Client {
             }
             let mut chunk = vec![0u8; 1 << 16];
             let n = self.stream.read(&mut chunk).expect("recv (timed out?)");
-            assert!(n > 0, "agent closed the connection; got so far: {:?}", String::from_utf8_lossy(&self.buf));
+            assert!(
+                n > 0,
+                "agent closed the connection; got so far: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
@@ -177,7 +203,9 @@ impl Client {
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
             }
         };
-        self.stream.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .ok();
         got
     }
 
@@ -187,4 +215,121 @@ impl Client {
         let r = self.recv();
         String::from_utf8_lossy(&r[..r.len() - 1]).into_owned()
     }
+}
+
+impl Client {
+    /// The documented resync: a 0xFF byte, then guest-sync-delimited; skip everything up
+    /// to the 0xFF that precedes the reply carrying our id.
+    pub fn handshake(&mut self, id: u32) {
+        self.send(b"\xff");
+        self.send(
+            format!("{{\"execute\":\"guest-sync-delimited\",\"arguments\":{{\"id\":{id}}}}}")
+                .as_bytes(),
+        );
+        let want = format!("\u{0}{{\"return\": {id}}}\n");
+        let want = &want.as_bytes()[1..];
+        loop {
+            let line = self.recv();
+            if let Some(pos) = line.iter().position(|&b| b == 0xFF) {
+                if &line[pos + 1..] == want {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The workspace root (two levels above this crate's manifest).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// A test VM (scripts/vm) running an agent on its virtio-serial port.
+pub struct Vm {
+    /// Its work directory (qga.sock, console.log, data.img, ...).
+    pub dir: TempDir,
+}
+
+impl Vm {
+    /// Builds an initramfs around `agent` (with `extra` agent arguments) and boots it;
+    /// returns once the agent answered guest-sync.
+    pub fn boot(agent: &Path, extra: &[&str]) -> Vm {
+        let dir = TempDir::new();
+        let scripts = workspace_root().join("scripts/vm");
+        let status = Command::new(scripts.join("build-initramfs.sh"))
+            .arg(agent)
+            .arg(&dir.0)
+            .arg("--")
+            .args(extra)
+            .stdout(Stdio::null())
+            .status()
+            .expect("build-initramfs.sh");
+        assert!(status.success(), "build-initramfs.sh failed");
+        let status = Command::new(scripts.join("run-vm.sh"))
+            .args(["--lifetime", "900", "--timeout", "120"])
+            .arg(&dir.0)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run-vm.sh");
+        let vm = Vm { dir };
+        if !status.success() {
+            let console = std::fs::read_to_string(vm.dir.join("console.log")).unwrap_or_default();
+            panic!("run-vm.sh failed; console:\n{console}");
+        }
+        vm
+    }
+
+    /// Connects to the agent socket and resynchronises.
+    pub fn connect(&self) -> Client {
+        let s = UnixStream::connect(self.dir.join("qga.sock")).expect("connect qga.sock");
+        s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+        let mut c = Client {
+            stream: s,
+            buf: Vec::new(),
+        };
+        c.handshake(4711);
+        c
+    }
+
+    /// Whether QEMU is still running.
+    pub fn running(&self) -> bool {
+        let pid = std::fs::read_to_string(self.dir.join("qemu.pid")).unwrap_or_default();
+        Path::new(&format!("/proc/{}", pid.trim())).exists() && !pid.trim().is_empty()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = Command::new(workspace_root().join("scripts/vm/stop-vm.sh"))
+            .arg(&self.dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Our agent, built static for the VM (once per test process).
+pub fn static_agent() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new(workspace_root().join("scripts/build-static.sh"))
+            .output()
+            .expect("run scripts/build-static.sh");
+        assert!(
+            out.status.success(),
+            "static build failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// VMs are heavy under TCG on two cores: tests take turns.
+pub fn vm_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -5,6 +5,9 @@ use crate::qapi::{expect_dict, ArgError, FromQapi, FromQapiDict, Path, ToQapi};
 use crate::value::{Dict, Value};
 use crate::{qapi_command, qapi_enum, qapi_struct};
 
+// Shared with guest-set-vcpus / guest-set-memory-blocks.
+pub use super::power::{GuestLogicalProcessor, GuestMemoryBlock};
+
 qapi_struct! {
     /// guest-get-host-name: the guest's host name.
     pub struct GuestGetHostNameArgs {}
@@ -96,18 +99,6 @@ qapi_command!(
 );
 
 qapi_struct! {
-    /// One logical processor (also guest-set-vcpus' input element).
-    pub struct GuestLogicalProcessor {
-        /// `N` of `cpuN`.
-        pub logical_id: i64 = "logical-id",
-        /// Whether it is online.
-        pub online: bool = "online",
-        /// Whether it can be offlined (always present on output, ignored on input).
-        pub can_offline: Option<bool> = "can-offline",
-    }
-}
-
-qapi_struct! {
     /// guest-get-memory-blocks: the memory blocks in sysfs.
     pub struct GuestGetMemoryBlocksArgs {}
 }
@@ -116,18 +107,6 @@ qapi_command!(
     "guest-get-memory-blocks",
     Vec<GuestMemoryBlock>
 );
-
-qapi_struct! {
-    /// One memory block (also guest-set-memory-blocks' input element).
-    pub struct GuestMemoryBlock {
-        /// `N` of `memoryN`.
-        pub phys_index: u64 = "phys-index",
-        /// Whether it is online.
-        pub online: bool = "online",
-        /// Whether it can be offlined (always present on output, ignored on input).
-        pub can_offline: Option<bool> = "can-offline",
-    }
-}
 
 qapi_struct! {
     /// guest-get-memory-block-info: the memory block size.
