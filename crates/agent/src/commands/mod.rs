@@ -20,9 +20,11 @@ use qga_proto::cmds::core::*;
 use qga_proto::cmds::exec::*;
 use qga_proto::cmds::file::*;
 use qga_proto::cmds::freeze::*;
+use qga_proto::cmds::network::*;
 use qga_proto::cmds::power::*;
 use qga_proto::cmds::ssh::*;
 use qga_proto::cmds::storage::*;
+use qga_proto::cmds::system::*;
 
 use crate::command;
 use crate::dispatch::CommandDef;
@@ -32,9 +34,11 @@ pub mod exec;
 pub mod file;
 pub mod fsfreeze;
 pub mod hotplug;
+pub mod network;
 pub mod power;
 pub mod ssh;
 pub mod storage;
+pub mod system;
 
 /// Every command, in registration order.
 pub static COMMANDS: &[CommandDef] = &[
@@ -59,17 +63,28 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(Change: GuestSuspendDiskArgs => power::suspend_disk).no_success_response(),
     command!(Change: GuestSuspendRamArgs => power::suspend_ram).no_success_response(),
     command!(Change: GuestSuspendHybridArgs => power::suspend_hybrid).no_success_response(),
+    command!(Info: GuestNetworkGetInterfacesArgs => network::get_interfaces),
+    command!(Info: GuestGetVcpusArgs => system::get_vcpus),
     command!(Change: GuestSetVcpusArgs => hotplug::set_vcpus),
     command!(Info: GuestGetDisksArgs => storage::get_disks),
     command!(Info: GuestGetFsinfoArgs => storage::get_fsinfo),
     command!(Credentials: GuestSetUserPasswordArgs => power::set_user_password),
+    command!(Info: GuestGetMemoryBlocksArgs => system::get_memory_blocks),
     command!(Change: GuestSetMemoryBlocksArgs => hotplug::set_memory_blocks),
+    command!(Info: GuestGetMemoryBlockInfoArgs => system::get_memory_block_info),
     command!(Exec: GuestExecStatusArgs => exec::status),
     command!(Exec: GuestExecArgs => exec::exec),
+    command!(Info: GuestGetHostNameArgs => system::get_host_name),
+    command!(Info: GuestGetUsersArgs => system::get_users),
+    command!(Info: GuestGetTimezoneArgs => system::get_timezone),
+    command!(Info: GuestGetOsinfoArgs => system::get_osinfo),
     command!(Credentials: GuestSshGetAuthorizedKeysArgs => ssh::get_authorized_keys),
     command!(Credentials: GuestSshAddAuthorizedKeysArgs => ssh::add_authorized_keys),
     command!(Credentials: GuestSshRemoveAuthorizedKeysArgs => ssh::remove_authorized_keys),
     command!(Info: GuestGetDiskstatsArgs => storage::get_diskstats),
+    command!(Info: GuestGetCpustatsArgs => system::get_cpustats),
+    command!(Info: GuestGetLoadArgs => system::get_load),
+    command!(Info: GuestNetworkGetRouteArgs => network::get_route),
 ];
 
 #[cfg(test)]

@@ -95,6 +95,11 @@ fn every_row_has_its_documented_category() {
         let doc = DOCUMENTED.iter().find(|(n, _)| *n == c.name);
         assert_eq!(doc.map(|d| d.1), Some(c.category), "{}", c.name);
     }
+    assert_eq!(
+        COMMANDS.len(),
+        DOCUMENTED.len(),
+        "every qemu-ga command has a row"
+    );
     // Whatever is in the table is in qemu-ga's registration order.
     let order: Vec<&str> = DOCUMENTED.iter().map(|d| d.0).collect();
     let positions: Vec<usize> = COMMANDS
