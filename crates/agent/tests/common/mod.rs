@@ -137,12 +137,24 @@ impl AgentProc {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
-    /// SIGTERM, wait, and return the exit code.
+    /// SIGTERM, wait (at most 10 s: qemu-ga 10.0.2 sometimes deadlocks in its SIGTERM
+    /// handler, and is then killed), and return the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         // SAFETY: plain syscall on our own child's pid.
         unsafe { libc_kill(child.id() as i32, 15) };
-        child.wait().ok().and_then(|s| s.code())
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
