@@ -586,7 +586,6 @@ mod ours {
         super::fan_out_three(Ours)
     }
     #[test]
-    #[ignore = "needs guest-get-osinfo, -vcpus, -users, network and fsfreeze in qga-agent"]
     fn json_queries() {
         super::json_queries(Ours)
     }
