@@ -551,3 +551,83 @@ fn hardened_agent_still_changes_state_and_credentials() {
         }
     }
 }
+
+/// Runs `agent` (invoked by the name `qemu-ga`) in a private mount namespace whose
+/// /dev is a tmpfs holding only `null` and `log`, a link to `syslog`; returns what
+/// reached syslog for a fixed request sequence, time stamps cut out.
+fn syslog_in_namespace(agent: &Path, requests: &[&str]) -> Vec<String> {
+    let syslog = FakeSyslog::new();
+    let dir = TempDir::new();
+    let named = dir.join("qemu-ga");
+    std::os::unix::fs::symlink(agent, &named).unwrap();
+    let wrapper = dir.join("wrap.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec /usr/bin/unshare -m --propagation private /bin/sh -c '\
+             set -e; mount -t tmpfs tmpfs /dev; mknod -m 666 /dev/null c 1 3; \
+             ln -s {} /dev/log; exec {} \"$@\"' sh \"$@\"\n",
+            syslog.path.display(),
+            named.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut ga = AgentProc::spawn(&wrapper, &[], Some(&[("PATH", PATH)]));
+    let mut c = ga.connect();
+    for r in requests {
+        c.cmd(r);
+    }
+    drop(c);
+    let lines = syslog.drain(Duration::from_millis(300));
+    // qemu-ga 10.0.2 can deadlock in its SIGTERM handler: kill both the same way.
+    drop(ga);
+    lines
+        .into_iter()
+        .map(|l| match l.split_once('>') {
+            // "<14>Nov 26 07:15:32 qemu-ga: ...": keep the priority and what follows the stamp.
+            Some((pri, rest)) if rest.len() > 15 => format!("{pri}> {}", &rest[16..]),
+            _ => l,
+        })
+        .collect()
+}
+
+#[test]
+fn qemu_ga_syslog_lines_are_qemu_gas_byte_for_byte() {
+    let reference = common::reference_binary();
+    if !is_root() || !Path::new("/usr/bin/unshare").exists() || !reference.exists() {
+        eprintln!("skipped: needs root, unshare and the reference qemu-ga");
+        return;
+    }
+    let requests = [
+        r#"{"execute":"guest-ping"}"#,
+        r#"{"execute":"guest-file-open","arguments":{"path":"/etc/hostname","mode":"r"}}"#,
+        r#"{"execute":"guest-file-read","arguments":{"handle":1000,"count":3}}"#,
+        r#"{"execute":"guest-file-seek","arguments":{"handle":1000,"offset":0,"whence":"set"}}"#,
+        r#"{"execute":"guest-file-write","arguments":{"handle":1000,"buf-b64":"eA=="}}"#,
+        r#"{"execute":"guest-file-flush","arguments":{"handle":1000}}"#,
+        r#"{"execute":"guest-file-close","arguments":{"handle":1000}}"#,
+        r#"{"execute":"guest-file-read","arguments":{"handle":1000}}"#,
+        r#"{"execute":"guest-ssh-get-authorized-keys","arguments":{"username":"qga-no-such-user"}}"#,
+        r#"{"execute":"guest-get-fsinfo"}"#,
+        r#"{"execute":"guest-exec","arguments":{"path":"/bin/true","arg":["a b"]}}"#,
+        r#"{"execute":"guest-get-osinfo"}"#,
+    ];
+    let theirs = syslog_in_namespace(&reference, &requests);
+    let ours = syslog_in_namespace(Path::new(AGENT), &requests);
+    assert!(
+        theirs.len() >= 4 && theirs.iter().all(|l| l.starts_with("<14> qemu-ga: info: ")),
+        "{theirs:#?}"
+    );
+    // Ours adds the audit lines (authpriv, with the pid); the rest is identical.
+    let (audit, compat): (Vec<String>, Vec<String>) =
+        ours.into_iter().partition(|l| l.contains(": audit: "));
+    assert_eq!(compat, theirs);
+    assert_eq!(audit.len(), 9, "{audit:#?}");
+    assert!(
+        audit
+            .iter()
+            .all(|l| l.starts_with("<85> qemu-ga[") || l.starts_with("<84> qemu-ga[")),
+        "{audit:#?}"
+    );
+}
