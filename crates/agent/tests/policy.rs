@@ -573,7 +573,7 @@ fn syslog_in_namespace(agent: &Path, requests: &[&str]) -> Vec<String> {
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut ga = AgentProc::spawn(&wrapper, &[], Some(&[("PATH", PATH)]));
+    let ga = AgentProc::spawn(&wrapper, &[], Some(&[("PATH", PATH)]));
     let mut c = ga.connect();
     for r in requests {
         c.cmd(r);
