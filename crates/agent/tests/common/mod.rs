@@ -290,7 +290,7 @@ impl Vm {
             .expect("build-initramfs.sh");
         assert!(status.success(), "build-initramfs.sh failed");
         let status = Command::new(scripts.join("run-vm.sh"))
-            .args(["--lifetime", "900", "--timeout", "120"])
+            .args(["--lifetime", "900", "--timeout", "180"])
             .arg(&dir.0)
             .stdout(Stdio::null())
             .status()
