@@ -33,6 +33,12 @@ pub struct Agent {
     pub exec: commands::exec::Children,
     /// fsfreeze state beyond the frozen flag.
     pub freeze: commands::fsfreeze::FreezeState,
+    /// Programs, files and clock of shutdown, suspend, set-time and set-user-password.
+    pub power: commands::power::PowerEnv,
+    /// sysfs directories of set-vcpus and set-memory-blocks.
+    pub hotplug: commands::hotplug::SysfsRoots,
+    /// User lookup of the ssh key commands.
+    pub ssh: commands::ssh::SshEnv,
 }
 
 impl Agent {
@@ -47,6 +53,9 @@ impl Agent {
             files: Default::default(),
             exec: Default::default(),
             freeze: Default::default(),
+            power: Default::default(),
+            hotplug: Default::default(),
+            ssh: Default::default(),
         }
     }
 

@@ -18,6 +18,8 @@
 
 use qga_proto::cmds::core::*;
 use qga_proto::cmds::freeze::*;
+use qga_proto::cmds::power::*;
+use qga_proto::cmds::ssh::*;
 use qga_proto::cmds::storage::*;
 
 use crate::command;
@@ -27,6 +29,9 @@ pub mod core;
 pub mod exec;
 pub mod file;
 pub mod fsfreeze;
+pub mod hotplug;
+pub mod power;
+pub mod ssh;
 pub mod storage;
 
 /// Every command, in registration order.
@@ -35,14 +40,25 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestSyncArgs => core::sync).frozen_ok(),
     command!(GuestPingArgs => core::ping).frozen_ok(),
     command!(GuestGetTimeArgs => core::get_time),
+    command!(GuestSetTimeArgs => power::set_time),
     command!(GuestInfoArgs => core::info).frozen_ok(),
+    command!(GuestShutdownArgs => power::shutdown).no_success_response(),
     command!(GuestFsfreezeStatusArgs => fsfreeze::status).frozen_ok(),
     command!(GuestFsfreezeFreezeArgs => fsfreeze::freeze),
     command!(GuestFsfreezeFreezeListArgs => fsfreeze::freeze_list),
     command!(GuestFsfreezeThawArgs => fsfreeze::thaw).frozen_ok(),
     command!(GuestFstrimArgs => fsfreeze::fstrim),
+    command!(GuestSuspendDiskArgs => power::suspend_disk).no_success_response(),
+    command!(GuestSuspendRamArgs => power::suspend_ram).no_success_response(),
+    command!(GuestSuspendHybridArgs => power::suspend_hybrid).no_success_response(),
+    command!(GuestSetVcpusArgs => hotplug::set_vcpus),
     command!(GuestGetDisksArgs => storage::get_disks),
     command!(GuestGetFsinfoArgs => storage::get_fsinfo),
+    command!(GuestSetUserPasswordArgs => power::set_user_password),
+    command!(GuestSetMemoryBlocksArgs => hotplug::set_memory_blocks),
+    command!(GuestSshGetAuthorizedKeysArgs => ssh::get_authorized_keys),
+    command!(GuestSshAddAuthorizedKeysArgs => ssh::add_authorized_keys),
+    command!(GuestSshRemoveAuthorizedKeysArgs => ssh::remove_authorized_keys),
     command!(GuestGetDiskstatsArgs => storage::get_diskstats),
 ];
 

@@ -4,13 +4,17 @@
 
 pub mod blockdev;
 pub mod bounded;
+pub mod clock;
 pub mod daemon;
 pub mod disks;
 pub mod diskstats;
 pub mod fsfreeze;
+pub mod gfile;
 pub mod mounts;
 pub mod nvme;
+pub mod passwd;
 pub mod run;
 pub mod scan;
+pub mod spawn_sync;
 pub mod statvfs;
 pub mod udev;
