@@ -18,8 +18,9 @@ set -euo pipefail
 CACHE=${QGA_TEST_CACHE:-/var/cache/qga-test}
 SUITE=bookworm
 VARIANT=minbase
-# systemd as init plus udev: what the package's unit and rule need in a VM.
-INCLUDE=systemd,systemd-sysv,udev
+# systemd as init plus udev: what the package's unit and rule need in a VM; dbus
+# for logind, which "shutdown +0" (guest-shutdown) needs, as on any real Debian guest.
+INCLUDE=systemd,systemd-sysv,udev,dbus
 RECIPE="suite=$SUITE variant=$VARIANT include=$INCLUDE"
 DIR=$CACHE/rootfs
 ROOTFS=$DIR/$SUITE
