@@ -19,8 +19,10 @@ CACHE=${QGA_TEST_CACHE:-/var/cache/qga-test}
 SUITE=bookworm
 VARIANT=minbase
 # systemd as init plus udev: what the package's unit and rule need in a VM; dbus
-# for logind, which "shutdown +0" (guest-shutdown) needs, as on any real Debian guest.
-INCLUDE=systemd,systemd-sysv,udev,dbus
+# for logind, which "shutdown +0" (guest-shutdown) needs, as on any real Debian
+# guest; and the libraries of Debian's qemu-guest-agent 10.0.2, so the VM test can
+# start from a guest running the real qemu-ga and replace it live.
+INCLUDE=systemd,systemd-sysv,udev,dbus,libglib2.0-0,libnuma1,liburing2
 RECIPE="suite=$SUITE variant=$VARIANT include=$INCLUDE"
 DIR=$CACHE/rootfs
 ROOTFS=$DIR/$SUITE

@@ -7,7 +7,8 @@
 # DEB_DIR holds qga-agent_*.deb (and qga_*.deb if built) from scripts/build-deb.sh.
 # A copy of the cached bookworm rootfs (scripts/package/build-rootfs.sh) gets:
 #   1. qga-agent installed with dpkg -i: it must remove nothing, configure
-#      cleanly, pass dpkg --verify/--audit and systemd-analyze verify;
+#      cleanly, pass dpkg --verify/--audit and systemd-analyze verify, and
+#      install again over itself (the upgrade path);
 #   2. the installed /usr/sbin/qemu-ga run in the chroot on a unix socket must
 #      answer guest-ping and guest-info to a client on the host (scripts/vm/
 #      qga_send.py) and the installed qga client (inside the chroot);
@@ -121,6 +122,10 @@ expect_eq "installed qemu-ga.conf keeps every default (-D)" \
 expect_match "the default config read is /etc/qemu/qemu-ga.conf" \
     "$("${IN[@]}" sh -c 'printf "[general]\nverbose=true\n" >/tmp/v.conf; cp /etc/qemu/qemu-ga.conf /tmp/keep.conf; cp /tmp/v.conf /etc/qemu/qemu-ga.conf; /usr/sbin/qemu-ga -D; cp /tmp/keep.conf /etc/qemu/qemu-ga.conf' 2>&1)" \
     '^verbose=true$'
+# Reinstalling runs the upgrade path of the maintainer scripts (postinst configure <old>).
+if out=$("${IN[@]}" dpkg -i "$A" 2>&1 </dev/null); then ok "dpkg -i qga-agent again (upgrade path)"; else bad "dpkg -i qga-agent again (upgrade path)" "$out"; fi
+expect_match "dpkg unpacked it over the installed version" "$out" 'Unpacking qga-agent .* over \('
+expect_eq "dpkg --verify qga-agent is clean after the reinstall" "$("${IN[@]}" dpkg --verify qga-agent 2>&1)" ""
 if [[ -n $CLI_DEB ]]; then
     C=/tmp/debs/$(basename "$CLI_DEB")
     if out=$("${IN[@]}" dpkg -i "$C" 2>&1 </dev/null); then ok "dpkg -i qga"; else bad "dpkg -i qga" "$out"; fi

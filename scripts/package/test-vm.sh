@@ -5,31 +5,35 @@
 # Usage: test-vm.sh [--keep] DEB_DIR
 #
 # DEB_DIR holds qga-agent_*.deb and qga_*.deb (scripts/build-deb.sh). Steps:
-#   1. copy the cached bookworm rootfs (systemd + udev; build-rootfs.sh), dpkg -i
-#      qga-agent in it (chroot, service starts forbidden), turn it into an ext4
-#      disk image (mkfs.ext4 -d: no loop mount);
+#   1. copy the cached bookworm rootfs (systemd, udev; build-rootfs.sh), install
+#      Debian's qemu-guest-agent 10.0.2 in it (chroot, service starts forbidden),
+#      put qga-agent_*.deb in /root, make an ext4 disk image of it (mkfs.ext4 -d:
+#      no loop mount) - a fleet guest before the switch;
 #   2. boot it under QEMU as the root disk (scripts/vm/run-vm.sh with the
 #      initramfs of scripts/vm/build-rootdisk-initramfs.sh, systemd as init):
-#      run-vm.sh returns once the agent answers guest-sync on the host socket.
-#      Nothing in the image starts the agent but the package's udev rule and
-#      unit (the unit is static: no [Install], nothing enabled);
-#   3. from the host, with the packaged qga client: ping, info, and fsinfo showing
-#      / as the ext4 disk with serial QGAROOT; the serial console (journald
-#      forwards to it) shows systemd starting qemu-guest-agent.service once;
+#      run-vm.sh returns once qemu-ga answers on the host socket. Nothing in the
+#      image enables the unit: udev's rule starts it;
+#   3. replace it live: "systemd-run dpkg -i /root/qga-agent_*.deb" in the guest
+#      (through qemu-ga's guest-exec). dpkg removes qemu-guest-agent (its prerm
+#      stops the service), our postinst starts ours: the host socket answers
+#      again, with the packaged binary's guest-info, without a reboot;
 #   4. hot-unplug the port (QMP device_del): BindsTo= stops the service and it
 #      stays stopped; plug it again (device_add): udev starts it again, once,
 #      and the agent answers;
-#   5. qga shutdown: the agent's guest-shutdown powers the guest off through
-#      systemd (logind) and QEMU exits by itself.
+#   5. qga shutdown: our guest-shutdown powers the guest off through systemd
+#      (logind) and QEMU exits by itself.
+# The host side is the packaged qga client (dpkg -x of qga_*.deb); the service's
+# start/stop lines come from the serial console (journald forwards to it).
 # Ends with "N passed, N failed" and the timings; exit status 1 on failure.
 #
 # Safety: only the chroot copy and the VM get the package; the VM is stopped
 # by its pid (stop-vm.sh) whatever happens. Needs root (chroot), QEMU and the
-# guest kernel (.ci/install-deps.sh). Under TCG it takes about 30 s (boot ~15 s).
+# guest kernel (.ci/install-deps.sh). Under TCG it takes about 50 s (boot ~20 s).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT_DIR=$(cd "$HERE/../.." && pwd)
 VM=$ROOT_DIR/scripts/vm
+CACHE=${QGA_TEST_CACHE:-/var/cache/qga-test}
 
 log() { printf '[test-vm] %s\n' "$*" >&2; }
 die() { printf '[test-vm] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -72,25 +76,29 @@ cleanup() {
 trap cleanup EXIT
 
 # ---------------------------------------------------------------------------
-# 1. The guest image
+# 1. The guest image: Debian's qemu-guest-agent 10.0.2 installed, ours waiting
+#    in /root (an operator's fleet before the switch)
 # ---------------------------------------------------------------------------
+REF_DEB=$(newest_file "$CACHE/qemu-ga-10.0.2"/qemu-guest-agent_*.deb)
+[[ -n $REF_DEB ]] || die "Debian's qemu-guest-agent .deb missing in $CACHE/qemu-ga-10.0.2: run .ci/install-deps.sh"
 T=$(now)
 cp -a "$ROOTFS" "$R"
 rm -f "$R/.qga-rootfs"
 printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"
 chmod 0755 "$R/usr/sbin/policy-rc.d"
-cp "$AGENT_DEB" "$R/tmp/"
+cp "$REF_DEB" "$R/tmp/"
 IN=(chroot "$R" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8)
-if out=$("${IN[@]}" dpkg -i "/tmp/$(basename "$AGENT_DEB")" 2>&1 </dev/null); then
-    ok "dpkg -i qga-agent in the image"
+if out=$("${IN[@]}" dpkg -i "/tmp/$(basename "$REF_DEB")" 2>&1 </dev/null); then
+    ok "image: Debian's qemu-guest-agent installed"
 else
-    bad "dpkg -i qga-agent in the image" "$out"
+    bad "image: Debian's qemu-guest-agent installed" "$out"
 fi
-rm -f "$R/usr/sbin/policy-rc.d" "$R/tmp/$(basename "$AGENT_DEB")"
+rm -f "$R/usr/sbin/policy-rc.d" "$R/tmp/$(basename "$REF_DEB")"
+cp "$AGENT_DEB" "$R/root/"
 echo qga-pkg-vm >"$R/etc/hostname"
 printf 'LABEL=qgaroot / ext4 rw,errors=remount-ro 0 1\n' >"$R/etc/fstab"
-# Nothing but the package may start the agent: no unit enables it.
-expect_eq "nothing in the image enables qemu-guest-agent.service" \
+# Only udev may start the agent: no unit enables it.
+expect_eq "image: nothing enables qemu-guest-agent.service" \
     "$(find "$R/etc/systemd" "$R/lib/systemd" -name 'qemu-guest-agent.service' -path '*.wants/*' 2>/dev/null)" ""
 truncate -s 1G "$WORK/root.img"
 mkfs.ext4 -q -F -L qgaroot -d "$R" "$WORK/root.img"
@@ -98,11 +106,22 @@ rm -rf --one-file-system "$R"
 "$VM/build-rootdisk-initramfs.sh" "$WORK" 2>/dev/null
 dpkg -x "$CLI_DEB" "$WORK/cli"
 QGA=$WORK/cli/usr/bin/qga
+dpkg -x "$AGENT_DEB" "$WORK/pkg"
 IMAGE_TIME=$(since "$T")
 log "image ready in ${IMAGE_TIME}s"
 
+# What the packaged agent answers to guest-info, run here on a unix socket: the
+# guest must answer the same once ours runs there.
+mkdir -p "$WORK/local"
+"$WORK/pkg/usr/sbin/qemu-ga" -m unix-listen -p "$WORK/local/s" -t "$WORK/local" >/dev/null 2>&1 &
+LOCAL_PID=$!
+OUR_INFO=$(python3 "$VM/qga_send.py" --wait 10 "$WORK/local/s" guest-info 2>/dev/null) || true
+kill -TERM "$LOCAL_PID"; wait "$LOCAL_PID" || true
+OUR_VERSION=$(sed -n 's/^{"return": {"version": "\([^"]*\)".*/\1/p' <<<"$OUR_INFO")
+[[ -n $OUR_VERSION ]] || die "the packaged agent did not answer guest-info locally: $OUR_INFO"
+
 # ---------------------------------------------------------------------------
-# 2. Boot: run-vm.sh returns when the agent answers on the host socket
+# 2. Boot: run-vm.sh returns when the agent (Debian's) answers on the host socket
 # ---------------------------------------------------------------------------
 T=$(now)
 if "$VM/run-vm.sh" --initrd "$WORK/initrd-rootdisk.gz" --append 'qga.root_serial=QGAROOT systemd.journald.forward_to_console=1' \
@@ -110,9 +129,9 @@ if "$VM/run-vm.sh" --initrd "$WORK/initrd-rootdisk.gz" --append 'qga.root_serial
         -drive "file=$WORK/root.img,if=none,id=root0,format=raw" \
         -device virtio-blk-pci,drive=root0,serial=QGAROOT >"$WORK/run-vm.out" 2>&1; then
     BOOT_TIME=$(cat "$WORK/boot-time")
-    ok "systemd guest booted; the agent answered ${BOOT_TIME}s after QEMU started"
+    ok "systemd guest booted; qemu-ga answered ${BOOT_TIME}s after QEMU started"
 else
-    bad "systemd guest booted and the agent answered" "$(tail -n 5 "$WORK/run-vm.out")"$'\n'"$(tail -n 30 "$WORK/console.log")"
+    bad "systemd guest booted and qemu-ga answered" "$(tail -n 5 "$WORK/run-vm.out")"$'\n'"$(tail -n 30 "$WORK/console.log")"
     echo "$PASS passed, $FAIL failed"
     exit 1
 fi
@@ -127,10 +146,11 @@ unit_events() {
 }
 # wait_events N: until the console shows N start/stop events (at most 60 s)
 wait_events() { for _ in $(seq 600); do [[ $(unit_events | grep -cE '^(Started|Stopped)') -ge $1 ]] && return 0; sleep 0.1; done; return 1; }
-
+version() { sed -n 's/^{"return": {"version": "\([^"]*\)".*/\1/p' <<<"$1"; }
 check_cmd() { local name=$1; shift; local out; if out=$("$@" 2>&1); then ok "$name"; else bad "$name" "$out"; fi; }
-check_cmd "qga ping (exit 0)" q ping
-expect_match "qga info: the agent's version" "$(q info 2>&1)" '[0-9]+\.[0-9]+\.[0-9]+'
+
+expect_eq "the guest runs Debian's qemu-ga 10.0.2" \
+    "$(version "$(q raw '{"execute":"guest-info"}' 2>&1)")" "10.0.2"
 fsinfo=$(q raw '{"execute":"guest-get-fsinfo"}' 2>&1)
 root_fs=$(python3 -c '
 import json, sys
@@ -141,8 +161,38 @@ for fs in r:
 ' "$fsinfo" 2>&1)
 expect_eq "the guest runs from the Debian disk (/ is ext4 on serial QGAROOT)" "$root_fs" "ext4 QGAROOT"
 wait_events 1 || true
-expect_eq "systemd started the service once, nobody restarted it" "$(unit_events)" \
+expect_eq "udev + systemd started qemu-guest-agent.service once" "$(unit_events)" \
 "Started qemu-guest-agent.service"
+
+# ---------------------------------------------------------------------------
+# 2b. Replace it live, as an operator would: dpkg -i in the running guest (run
+#     through qemu-ga's guest-exec in a transient unit of its own, since the
+#     old package's prerm stops the agent and with it its cgroup)
+# ---------------------------------------------------------------------------
+T=$(now)
+check_cmd "dpkg -i qga-agent started in the guest (systemd-run)" \
+    q exec -- /usr/bin/systemd-run --no-block --unit=qga-replace \
+    /usr/bin/dpkg -i "/root/$(basename "$AGENT_DEB")"
+got=''
+for _ in $(seq 120); do
+    got=$(version "$(q -t 5 raw '{"execute":"guest-info"}' 2>/dev/null)")
+    [[ $got == "$OUR_VERSION" ]] && break
+    sleep 1
+done
+REPLACE_TIME=$(since "$T")
+expect_eq "qga-agent answers after the live replacement (${REPLACE_TIME}s)" "$got" "$OUR_VERSION"
+expect_eq "its guest-info is the packaged binary's" \
+    "$(q raw '{"execute":"guest-info"}' 2>&1)" "$OUR_INFO"
+for _ in $(seq 100); do grep -aq 'qga-replace.service: Deactivated successfully' "$CONSOLE" && break; sleep 0.1; done
+expect_match "dpkg -i in the guest succeeded" "$(tr -d '\r' <"$CONSOLE" | grep -a 'qga-replace.service')" \
+    'qga-replace\.service: Deactivated successfully'
+wait_events 3 || true
+expect_eq "the old agent was stopped (its prerm), ours started (our postinst)" \
+    "$(unit_events | grep -E '^(Started|Stopped)')" \
+"Started qemu-guest-agent.service
+Stopped qemu-guest-agent.service
+Started qemu-guest-agent.service"
+check_cmd "qga ping (exit 0)" q ping
 
 # ---------------------------------------------------------------------------
 # 3. Hot-unplug and re-plug the port
@@ -197,6 +247,6 @@ else
     ok "qga shutdown powered the guest off; QEMU exited after ${SHUTDOWN_TIME}s"
 fi
 
-log "timings: image ${IMAGE_TIME}s, boot to first agent reply ${BOOT_TIME}s, unplug to stop ${UNPLUG_TIME}s, re-plug to reply ${REPLUG_TIME}s, shutdown ${SHUTDOWN_TIME}s, total $(since "$T0")s"
+log "timings: image ${IMAGE_TIME}s, boot to first agent reply ${BOOT_TIME}s, live replacement ${REPLACE_TIME}s, unplug to stop ${UNPLUG_TIME}s, re-plug to reply ${REPLUG_TIME}s, shutdown ${SHUTDOWN_TIME}s, total $(since "$T0")s"
 echo "$PASS passed, $FAIL failed"
 [[ $FAIL -eq 0 ]]
