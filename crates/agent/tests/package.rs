@@ -261,9 +261,12 @@ fn lintian_is_clean() {
 /// `qga --help` in qga(1), and both render without groff warnings.
 #[test]
 fn man_pages_match_the_help_and_render_cleanly() {
-    let d = debs();
+    debs(); // builds the release binaries whose --help is checked
     let src = workspace_root().join("packaging/debian");
-    let release = d.dir.parent().unwrap().join("release");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let release = target.join("release"); // where build-deb.sh built them
     let cases = [
         ("qemu-ga.8", release.join("qga-agent"), "--"),
         ("qga.1", release.join("qga"), "cmd"),
