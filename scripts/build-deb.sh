@@ -177,7 +177,7 @@ ln -s qemu-ga.8.gz "$S/usr/share/man/man8/qga-agent.8.gz"
 install_file 0644 "$PKGSRC/copyright" "$S/usr/share/doc/qga-agent/copyright"
 install_file 0644 "$PKGSRC/qga-agent.lintian-overrides" "$S/usr/share/lintian/overrides/qga-agent"
 install_gz "$CHANGELOG" "$S/usr/share/doc/qga-agent/changelog.gz"
-for script in postinst prerm postrm; do
+for script in preinst postinst prerm postrm; do
     install_file 0755 "$PKGSRC/qga-agent.$script" "$S/DEBIAN/$script"
 done
 finish_package "$S" qga-agent "$(shlibs_depends "$AGENT_BIN")"

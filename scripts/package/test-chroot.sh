@@ -17,7 +17,8 @@
 #   5. Debian's real qemu-guest-agent 10.0.2 installed first (from the reference
 #      cache, --force-depends), then qga-agent must replace it: qemu-guest-agent
 #      removed, its files and the /etc/qemu/fsfreeze-hook conffile taken over,
-#      and a later purge of qemu-guest-agent must leave ours alone.
+#      an operator's own /etc/qemu/qemu-ga.conf kept (no conffile prompt), and
+#      a later purge of qemu-guest-agent must leave ours alone.
 # Ends with "N passed, N failed"; exit status 1 if anything failed.
 #
 # Safety: nothing is installed on this host; the chroot has a policy-rc.d that
@@ -214,6 +215,9 @@ else
     else
         bad "qemu-guest-agent installed first" "$out"
     fi
+    # The operator's own config for qemu-ga (Debian ships none) must survive,
+    # without a conffile prompt (stdin is /dev/null: a prompt would fail dpkg).
+    printf '[general]\nblock-rpcs=guest-exec\n' >"$R/etc/qemu/qemu-ga.conf"
     T=$(now)
     if out=$("${IN[@]}" dpkg -i "$A" 2>&1 </dev/null); then ok "dpkg -i qga-agent over qemu-guest-agent"; else bad "dpkg -i qga-agent over qemu-guest-agent" "$out"; fi
     log "replacing install took $(since "$T")s"
@@ -228,8 +232,13 @@ else
         | cut -d: -f1 | sort -u)
     expect_eq "the shared paths belong to qga-agent" "$owners" "qga-agent"
     check "/etc/qemu/fsfreeze-hook is our script" cmp "$R/etc/qemu/fsfreeze-hook" "$ROOT_DIR/packaging/debian/fsfreeze-hook"
+    expect_eq "the operator's qemu-ga.conf is kept" "$(cat "$R/etc/qemu/qemu-ga.conf")" \
+        "$(printf '[general]\nblock-rpcs=guest-exec')"
+    expect_eq "no conffile leftovers" "$(cd "$R/etc/qemu" && ls -d qemu-ga.conf?* 2>/dev/null)" ""
+    expect_match "the agent reads it" "$("${IN[@]}" /usr/sbin/qemu-ga -D 2>&1)" '^block-rpcs=guest-exec$'
     if out=$("${IN[@]}" dpkg --purge qemu-guest-agent 2>&1 </dev/null); then ok "purging qemu-guest-agent afterwards"; else bad "purging qemu-guest-agent afterwards" "$out"; fi
-    expect_eq "dpkg --verify qga-agent still clean" "$("${IN[@]}" dpkg --verify qga-agent 2>&1)" ""
+    expect_eq "dpkg --verify: only the operator's qemu-ga.conf differs" \
+        "$("${IN[@]}" dpkg --verify qga-agent 2>&1)" "??5?????? c /etc/qemu/qemu-ga.conf"
     expect_eq "dpkg --audit still clean" "$("${IN[@]}" dpkg --audit 2>&1)" ""
 fi
 

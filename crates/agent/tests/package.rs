@@ -119,7 +119,7 @@ fn agent_package_fields() {
     let size: u64 = field(&d.agent, "Installed-Size").parse().unwrap();
     assert!((300..5000).contains(&size), "Installed-Size {size}");
     let info = ok(Command::new("dpkg-deb").arg("--info").arg(&d.agent));
-    for script in ["postinst", "prerm", "postrm"] {
+    for script in ["preinst", "postinst", "prerm", "postrm"] {
         assert!(
             info.lines()
                 .any(|l| l.contains(&format!(" {script} ")) && l.contains("#!/bin/sh")),

@@ -204,6 +204,7 @@ fn fsfreeze_hook_without_its_directory_does_nothing() {
 fn scripts_are_posix_sh() {
     let files = [
         "fsfreeze-hook",
+        "qga-agent.preinst",
         "qga-agent.postinst",
         "qga-agent.prerm",
         "qga-agent.postrm",
