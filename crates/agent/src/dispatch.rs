@@ -59,7 +59,7 @@ macro_rules! command {
         $crate::dispatch::CommandDef::new(<$args as qga_proto::Command>::NAME, |agent, args| {
             let args: $args = qga_proto::qapi::decode_args(args)?;
             let ret: <$args as qga_proto::Command>::Returns = $handler(agent, args)?;
-            Ok(qga_proto::ToQapi::to_qapi(&ret))
+            Ok(qga_proto::ToQapi::into_qapi(ret))
         })
     };
 }
@@ -178,7 +178,7 @@ pub fn handle(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option
         _ => &empty,
     };
     match (cmd.run)(agent, args) {
-        Err(e) => generic(e.desc().as_bytes().to_vec()),
+        Err(e) => generic(c_string_bytes(e.desc())),
         Ok(_) if !cmd.success_response => None,
         Ok(ret) => {
             let mut rsp = Dict::new();
@@ -186,4 +186,18 @@ pub fn handle(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option
             Some(finish(rsp, id, cmd.name == "guest-sync-delimited"))
         }
     }
+}
+
+/// An error text as QEMU holds it: a U+0000 that came from the request (`\u0000`) is
+/// the modified-UTF-8 pair `C0 80` there, so it is echoed instead of ending the text.
+fn c_string_bytes(desc: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(desc.len());
+    for &b in desc.as_bytes() {
+        if b == 0 {
+            out.extend_from_slice(&[0xC0, 0x80]);
+        } else {
+            out.push(b);
+        }
+    }
+    out
 }

@@ -101,6 +101,20 @@ pub trait ToQapi {
     }
     /// The value.
     fn to_qapi(&self) -> Value;
+    /// The value, consuming `self`: large strings move instead of being copied.
+    fn into_qapi(self) -> Value
+    where
+        Self: Sized,
+    {
+        self.to_qapi()
+    }
+    /// Like [`ToQapi::to_qapi_opt`], consuming `self`.
+    fn into_qapi_opt(self) -> Option<Value>
+    where
+        Self: Sized,
+    {
+        Some(self.into_qapi())
+    }
 }
 
 /// A guest agent command: its arguments struct, wire name and return type.
@@ -187,6 +201,9 @@ impl<T: FromQapi> FromQapi for Option<T> {
 impl<T: ToQapi> ToQapi for Option<T> {
     fn to_qapi_opt(&self) -> Option<Value> {
         self.as_ref().map(ToQapi::to_qapi)
+    }
+    fn into_qapi_opt(self) -> Option<Value> {
+        self.map(ToQapi::into_qapi)
     }
     fn to_qapi(&self) -> Value {
         self.as_ref().map_or(Value::Null, ToQapi::to_qapi)
@@ -281,6 +298,9 @@ impl ToQapi for String {
     fn to_qapi(&self) -> Value {
         Value::Str(self.as_bytes().to_vec())
     }
+    fn into_qapi(self) -> Value {
+        Value::Str(self.into_bytes())
+    }
 }
 
 impl<T: FromQapi> FromQapi for Vec<T> {
@@ -300,6 +320,9 @@ impl<T: FromQapi> FromQapi for Vec<T> {
 impl<T: ToQapi> ToQapi for Vec<T> {
     fn to_qapi(&self) -> Value {
         Value::List(self.iter().map(ToQapi::to_qapi).collect())
+    }
+    fn into_qapi(self) -> Value {
+        Value::List(self.into_iter().map(ToQapi::into_qapi).collect())
     }
 }
 
@@ -408,6 +431,17 @@ macro_rules! qapi_struct {
                 let mut d = $crate::value::Dict::new();
                 $(
                     if let Some(v) = $crate::qapi::ToQapi::to_qapi_opt(&self.$field) {
+                        d.insert($wire, v);
+                    }
+                )*
+                $crate::value::Value::Dict(d)
+            }
+
+            fn into_qapi(self) -> $crate::value::Value {
+                #[allow(unused_mut)]
+                let mut d = $crate::value::Dict::new();
+                $(
+                    if let Some(v) = $crate::qapi::ToQapi::into_qapi_opt(self.$field) {
                         d.insert($wire, v);
                     }
                 )*

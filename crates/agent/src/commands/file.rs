@@ -1,5 +1,484 @@
 //! guest-file-open, -close, -read, -write, -seek, -flush.
+//!
+//! Each handle is a [`Stream`] that buffers as glibc's `FILE` does, plus qemu-ga's
+//! per-handle state machine (NEW, READING, WRITING): a read after a write flushes
+//! first, a write after a read seeks to the current position first, and seek and
+//! flush go back to NEW. So a write followed by a read returns count 0 and eof true
+//! (the position is at the end of what was written), as the host expects.
+//!
+//! Handles come from the persistent counter (`Agent::next_handle`, saved before the
+//! handle is returned), belong to the process, and are shared by every client
+//! connection. There is no limit on open handles, as in qemu-ga.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use qga_proto::cmds::file::*;
+use qga_proto::Empty;
+
+use crate::agent::Agent;
+use crate::error::{Error, Result};
+use crate::sys::base64;
+use crate::sys::passwd::os_bytes;
+use crate::sys::stdio::{OpenError, Stream, Whence};
+
+/// Largest `count` guest-file-read accepts (48 MiB: its base64 fits the 64 MiB JSON
+/// limit), and the default.
+pub const READ_COUNT_MAX: i64 = 48 << 20;
+const READ_COUNT_DEFAULT: i64 = 4096;
+
+/// qemu-ga's per-handle read/write state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RwState {
+    New,
+    Reading,
+    Writing,
+}
+
+struct OpenFile {
+    stream: Stream,
+    state: RwState,
+}
+
+/// One handle's file; `None` once closed (for a caller that looked it up just before).
+type Slot = Arc<Mutex<Option<OpenFile>>>;
 
 /// The open file handles, shared by every client connection.
 #[derive(Default)]
-pub struct Handles {}
+pub struct Handles {
+    open: Mutex<BTreeMap<i64, Slot>>,
+}
+
+impl Handles {
+    fn table(&self) -> MutexGuard<'_, BTreeMap<i64, Slot>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of open handles.
+    pub fn len(&self) -> usize {
+        self.table().len()
+    }
+
+    /// Whether no handle is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn find(&self, handle: i64) -> Result<Slot> {
+        self.table()
+            .get(&handle)
+            .cloned()
+            .ok_or_else(|| not_found(handle))
+    }
+}
+
+fn not_found(handle: i64) -> Error {
+    Error::new(format!("handle '{handle}' has not been found"))
+}
+
+/// Runs `f` on the open file behind `handle`.
+fn with_file<T>(
+    agent: &Agent,
+    handle: i64,
+    f: impl FnOnce(&mut OpenFile) -> Result<T>,
+) -> Result<T> {
+    let slot = agent.files.find(handle)?;
+    let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+    let file = guard.as_mut().ok_or_else(|| not_found(handle))?;
+    file.stream.new_request();
+    f(file)
+}
+
+/// guest-file-open
+pub fn open(agent: &Agent, args: GuestFileOpenArgs) -> Result<i64> {
+    let path = &args.path;
+    let mode = args.mode.as_deref().unwrap_or("r");
+    agent.log.audit(&format!(
+        "guest-file-open called, filepath: {path}, mode: {mode}"
+    ));
+    let stream = Stream::open(&os_bytes(path), mode).map_err(|e| match e {
+        OpenError::InvalidMode => Error::new(format!("invalid file open mode '{mode}'")),
+        OpenError::Open(e) => {
+            Error::errno(format!("failed to open file '{path}' (mode: '{mode}')"), &e)
+        }
+        OpenError::Chmod(e) => Error::errno(
+            format!("failed to set permission 0666 on new file '{path}' (mode: '{mode}')"),
+            &e,
+        ),
+    })?;
+    let handle = match agent.next_handle() {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = stream.close();
+            return Err(e);
+        }
+    };
+    let file = OpenFile {
+        stream,
+        state: RwState::New,
+    };
+    agent
+        .files
+        .table()
+        .insert(handle, Arc::new(Mutex::new(Some(file))));
+    Ok(handle)
+}
+
+/// guest-file-close. Unlike qemu-ga, a handle whose final flush or close failed is
+/// gone afterwards too (qemu-ga keeps a handle to a freed stream).
+pub fn close(agent: &Agent, args: GuestFileCloseArgs) -> Result<Empty> {
+    agent
+        .log
+        .audit(&format!("guest-file-close called, handle: {}", args.handle));
+    let slot = agent
+        .files
+        .table()
+        .remove(&args.handle)
+        .ok_or_else(|| not_found(args.handle))?;
+    let file = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let file = file.ok_or_else(|| not_found(args.handle))?;
+    file.stream
+        .close()
+        .map_err(|e| Error::errno("failed to close handle", &e))?;
+    Ok(Empty)
+}
+
+/// guest-file-read
+pub fn read(agent: &Agent, args: GuestFileReadArgs) -> Result<GuestFileRead> {
+    let handle = args.handle;
+    let result = with_file(agent, handle, |f| {
+        let count = match args.count {
+            None => READ_COUNT_DEFAULT,
+            Some(c) if (0..=READ_COUNT_MAX).contains(&c) => c,
+            Some(c) => {
+                return Err(Error::new(format!(
+                    "value '{c}' is invalid for argument count"
+                )))
+            }
+        };
+        Ok(read_file(f, count as usize))
+    })?;
+    if result.is_err() {
+        // (sic) qemu-ga's log line for a failed read.
+        agent
+            .log
+            .audit(&format!("guest-file-write failed, handle: {handle}"));
+    }
+    result
+}
+
+fn read_file(f: &mut OpenFile, count: usize) -> Result<GuestFileRead> {
+    // Explicitly flush when switching from writing to reading.
+    if f.state == RwState::Writing {
+        f.stream
+            .flush()
+            .map_err(|e| Error::errno("failed to flush file", &e))?;
+        f.state = RwState::New;
+    }
+    let mut buf = Vec::new();
+    let n = f.stream.read(&mut buf, count);
+    let result = match f.stream.error() {
+        Some(e) => Err(Error::errno("failed to read file", &e)),
+        None => {
+            f.state = RwState::Reading;
+            Ok(GuestFileRead {
+                count: n as i64,
+                buf_b64: base64::encode(&buf),
+                eof: f.stream.eof(),
+            })
+        }
+    };
+    f.stream.clearerr();
+    result
+}
+
+/// guest-file-write
+pub fn write(agent: &Agent, args: GuestFileWriteArgs) -> Result<GuestFileWrite> {
+    let handle = args.handle;
+    let result = with_file(agent, handle, |f| {
+        if f.state == RwState::Reading {
+            f.stream
+                .seek(0, Whence::Cur)
+                .map_err(|e| Error::errno("failed to seek file", &e))?;
+            f.state = RwState::New;
+        }
+        let data = base64::decode(&args.buf_b64)?;
+        let count = match args.count {
+            None => data.len(),
+            Some(c) if c >= 0 && c as u64 <= data.len() as u64 => c as usize,
+            Some(c) => {
+                return Err(Error::new(format!(
+                    "value '{c}' is invalid for argument count"
+                )))
+            }
+        };
+        let n = f.stream.write(&data[..count]);
+        let result = match f.stream.error() {
+            Some(e) => Err(Error::errno("failed to write to file", &e)),
+            None => {
+                f.state = RwState::Writing;
+                Ok(GuestFileWrite {
+                    count: n as i64,
+                    eof: f.stream.eof(),
+                })
+            }
+        };
+        f.stream.clearerr();
+        Ok(result)
+    })?;
+    if result.is_err() {
+        agent
+            .log
+            .audit(&format!("guest-file-write failed, handle: {handle}"));
+    }
+    result
+}
+
+/// guest-file-seek
+pub fn seek(agent: &Agent, args: GuestFileSeekArgs) -> Result<GuestFileSeek> {
+    with_file(agent, args.handle, |f| {
+        let whence = match args.whence {
+            GuestFileWhence::Value(0) | GuestFileWhence::Name(QgaSeek::Set) => Whence::Set,
+            GuestFileWhence::Value(1) | GuestFileWhence::Name(QgaSeek::Cur) => Whence::Cur,
+            GuestFileWhence::Value(2) | GuestFileWhence::Name(QgaSeek::End) => Whence::End,
+            GuestFileWhence::Value(n) => {
+                return Err(Error::new(format!("invalid whence code {n}")));
+            }
+        };
+        let result = match f.stream.seek(args.offset, whence) {
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::ESPIPE) {
+                    // Not seekable: stdio is not buffering reads anyway.
+                    f.state = RwState::New;
+                }
+                Err(Error::errno("failed to seek file", &e))
+            }
+            Ok(()) => {
+                f.state = RwState::New;
+                Ok(GuestFileSeek {
+                    position: f.stream.tell().unwrap_or(-1),
+                    eof: f.stream.eof(),
+                })
+            }
+        };
+        f.stream.clearerr();
+        result
+    })
+}
+
+/// guest-file-flush
+pub fn flush(agent: &Agent, args: GuestFileFlushArgs) -> Result<Empty> {
+    with_file(agent, args.handle, |f| {
+        f.stream
+            .flush()
+            .map_err(|e| Error::errno("failed to flush file", &e))?;
+        f.state = RwState::New;
+        Ok(Empty)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::tests::test_agent;
+
+    const P: &[u8] = b"Hello World!\n\0";
+
+    fn path(agent: &Agent, name: &str) -> String {
+        format!("{}/{name}", agent.config.statedir)
+    }
+
+    fn open_(agent: &Agent, p: &str, mode: &str) -> Result<i64> {
+        open(
+            agent,
+            GuestFileOpenArgs {
+                path: p.into(),
+                mode: Some(mode.into()),
+            },
+        )
+    }
+
+    fn read_(agent: &Agent, handle: i64, count: Option<i64>) -> Result<GuestFileRead> {
+        read(agent, GuestFileReadArgs { handle, count })
+    }
+
+    fn write_(agent: &Agent, handle: i64, b64: &str, count: Option<i64>) -> Result<GuestFileWrite> {
+        let buf_b64 = b64.into();
+        write(
+            agent,
+            GuestFileWriteArgs {
+                handle,
+                buf_b64,
+                count,
+            },
+        )
+    }
+
+    fn seek_(
+        agent: &Agent,
+        handle: i64,
+        offset: i64,
+        whence: GuestFileWhence,
+    ) -> Result<GuestFileSeek> {
+        seek(
+            agent,
+            GuestFileSeekArgs {
+                handle,
+                offset,
+                whence,
+            },
+        )
+    }
+
+    fn close_(agent: &Agent, handle: i64) -> Result<Empty> {
+        close(agent, GuestFileCloseArgs { handle })
+    }
+
+    const SET: GuestFileWhence = GuestFileWhence::Name(QgaSeek::Set);
+
+    #[test]
+    fn qemu_case_11_file_ops() {
+        let a = test_agent();
+        let foo = path(&a, "foo");
+        let enc = base64::encode(P);
+        let h = open_(&a, &foo, "w+").unwrap();
+        assert_eq!(h, 1000);
+        let w = write_(&a, h, &enc, None).unwrap();
+        assert_eq!((w.count, w.eof), (14, false));
+        flush(&a, GuestFileFlushArgs { handle: h }).unwrap();
+        close_(&a, h).unwrap();
+        assert_eq!(std::fs::read(&foo).unwrap(), P);
+        let h = open_(&a, &foo, "r").unwrap();
+        assert_eq!(h, 1001);
+        let r = read_(&a, h, None).unwrap();
+        assert_eq!(
+            (r.count, r.eof, r.buf_b64.as_str()),
+            (14, true, enc.as_str())
+        );
+        let r = read_(&a, h, None).unwrap();
+        assert_eq!((r.count, r.eof, r.buf_b64.as_str()), (0, true, ""));
+        let s = seek_(&a, h, 6, SET).unwrap();
+        assert_eq!((s.position, s.eof), (6, false));
+        let r = read_(&a, h, None).unwrap();
+        assert_eq!((r.count, r.eof), (8, true));
+        assert_eq!(base64::decode(&r.buf_b64).unwrap(), &P[6..]);
+        close_(&a, h).unwrap();
+        assert!(a.files.is_empty());
+        let state = std::fs::read_to_string(a.state_file()).unwrap();
+        assert_eq!(state, "[global]\nfd_counter=1002\n");
+    }
+
+    #[test]
+    fn qemu_case_12_write_then_read_sees_the_end() {
+        let a = test_agent();
+        let enc = base64::encode(P);
+        let h = open_(&a, &path(&a, "foo"), "w+").unwrap();
+        assert_eq!(write_(&a, h, &enc, None).unwrap().count, 14);
+        let r = read_(&a, h, None).unwrap();
+        assert_eq!((r.count, r.eof, r.buf_b64.as_str()), (0, true, ""));
+        let s = seek_(&a, h, 0, GuestFileWhence::Value(0)).unwrap();
+        assert_eq!((s.position, s.eof), (0, false));
+        let r = read_(&a, h, None).unwrap();
+        assert_eq!(
+            (r.count, r.eof, r.buf_b64.as_str()),
+            (14, true, enc.as_str())
+        );
+        // A write after a read lands at the read position (implicit seek).
+        let s = seek_(&a, h, 2, SET).unwrap();
+        assert_eq!(s.position, 2);
+        assert_eq!(read_(&a, h, Some(3)).unwrap().count, 3);
+        write_(&a, h, "WFk=", None).unwrap();
+        close_(&a, h).unwrap();
+        assert_eq!(std::fs::read(path(&a, "foo")).unwrap(), b"HelloXYorld!\n\0");
+    }
+
+    #[test]
+    fn error_texts() {
+        let a = test_agent();
+        fn e<T: std::fmt::Debug>(r: Result<T>) -> String {
+            r.unwrap_err().desc().to_owned()
+        }
+        assert_eq!(e(read_(&a, 5, None)), "handle '5' has not been found");
+        assert_eq!(e(close_(&a, -1)), "handle '-1' has not been found");
+        assert_eq!(
+            e(open_(&a, &path(&a, "x"), "rw")),
+            "invalid file open mode 'rw'"
+        );
+        let missing = path(&a, "no/such");
+        assert_eq!(
+            e(open_(&a, &missing, "r")),
+            format!("failed to open file '{missing}' (mode: 'r'): No such file or directory")
+        );
+        let h = open_(&a, &path(&a, "f"), "w+").unwrap();
+        for c in [-1, READ_COUNT_MAX + 1] {
+            assert_eq!(
+                e(read_(&a, h, Some(c))),
+                format!("value '{c}' is invalid for argument count")
+            );
+        }
+        assert_eq!(read_(&a, h, Some(READ_COUNT_MAX)).unwrap().count, 0);
+        assert_eq!(
+            e(write_(&a, h, "SGVsbG8=", Some(6))),
+            "value '6' is invalid for argument count"
+        );
+        assert_eq!(
+            e(write_(&a, h, "SGVsbG8=", Some(-1))),
+            "value '-1' is invalid for argument count"
+        );
+        assert_eq!(
+            e(write_(&a, h, "SGV sbG8=", None)),
+            "Base64 data contains invalid characters"
+        );
+        assert_eq!(write_(&a, h, "SGVsbG8=", Some(2)).unwrap().count, 2);
+        assert_eq!(write_(&a, h, "", None).unwrap().count, 0);
+        assert_eq!(
+            e(seek_(&a, h, 0, GuestFileWhence::Value(3))),
+            "invalid whence code 3"
+        );
+        assert_eq!(
+            e(seek_(&a, h, -1, SET)),
+            "failed to seek file: Invalid argument"
+        );
+        assert_eq!(
+            seek_(&a, h, -1, GuestFileWhence::Name(QgaSeek::End))
+                .unwrap()
+                .position,
+            1
+        );
+        let d = open_(&a, &a.config.statedir, "r").unwrap();
+        assert_eq!(e(read_(&a, d, None)), "failed to read file: Is a directory");
+        let r = open_(&a, &path(&a, "f"), "r").unwrap();
+        assert_eq!(
+            e(write_(&a, r, "eA==", None)),
+            "failed to write to file: Bad file descriptor"
+        );
+    }
+
+    #[test]
+    fn a_failed_flush_leaves_the_error_flag_for_the_next_call() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let a = test_agent();
+        let fifo = path(&a, "fifo");
+        let c = std::ffi::CString::new(fifo.clone()).unwrap();
+        // SAFETY: c is a valid path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let h = open_(&a, &fifo, "w").unwrap();
+        assert_eq!(write_(&a, h, "eA==", None).unwrap().count, 1);
+        drop(reader);
+        let err = flush(&a, GuestFileFlushArgs { handle: h }).unwrap_err();
+        assert_eq!(err.desc(), "failed to flush file: Broken pipe");
+        // stdio keeps the error flag until clearerr; qemu-ga only clears it after
+        // read, write and seek, so the next write reports it, with errno 0 by then.
+        let err = write_(&a, h, "eA==", None).unwrap_err();
+        assert_eq!(err.desc(), "failed to write to file");
+        assert_eq!(write_(&a, h, "eA==", None).unwrap().count, 1);
+        let err = close_(&a, h).unwrap_err();
+        assert_eq!(err.desc(), "failed to close handle: Broken pipe");
+        assert!(a.files.is_empty());
+    }
+}

@@ -17,10 +17,14 @@
 //! guest-get-load, guest-network-get-route.
 
 use qga_proto::cmds::core::*;
+use qga_proto::cmds::exec::*;
+use qga_proto::cmds::file::*;
 use qga_proto::cmds::freeze::*;
+use qga_proto::cmds::network::*;
 use qga_proto::cmds::power::*;
 use qga_proto::cmds::ssh::*;
 use qga_proto::cmds::storage::*;
+use qga_proto::cmds::system::*;
 
 use crate::command;
 use crate::dispatch::CommandDef;
@@ -30,9 +34,11 @@ pub mod exec;
 pub mod file;
 pub mod fsfreeze;
 pub mod hotplug;
+pub mod network;
 pub mod power;
 pub mod ssh;
 pub mod storage;
+pub mod system;
 
 /// Every command, in registration order.
 pub static COMMANDS: &[CommandDef] = &[
@@ -43,6 +49,12 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestSetTimeArgs => power::set_time),
     command!(GuestInfoArgs => core::info).frozen_ok(),
     command!(GuestShutdownArgs => power::shutdown).no_success_response(),
+    command!(GuestFileOpenArgs => file::open),
+    command!(GuestFileCloseArgs => file::close),
+    command!(GuestFileReadArgs => file::read),
+    command!(GuestFileWriteArgs => file::write),
+    command!(GuestFileSeekArgs => file::seek),
+    command!(GuestFileFlushArgs => file::flush),
     command!(GuestFsfreezeStatusArgs => fsfreeze::status).frozen_ok(),
     command!(GuestFsfreezeFreezeArgs => fsfreeze::freeze),
     command!(GuestFsfreezeFreezeListArgs => fsfreeze::freeze_list),
@@ -51,15 +63,28 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(GuestSuspendDiskArgs => power::suspend_disk).no_success_response(),
     command!(GuestSuspendRamArgs => power::suspend_ram).no_success_response(),
     command!(GuestSuspendHybridArgs => power::suspend_hybrid).no_success_response(),
+    command!(GuestNetworkGetInterfacesArgs => network::get_interfaces),
+    command!(GuestGetVcpusArgs => system::get_vcpus),
     command!(GuestSetVcpusArgs => hotplug::set_vcpus),
     command!(GuestGetDisksArgs => storage::get_disks),
     command!(GuestGetFsinfoArgs => storage::get_fsinfo),
     command!(GuestSetUserPasswordArgs => power::set_user_password),
+    command!(GuestGetMemoryBlocksArgs => system::get_memory_blocks),
     command!(GuestSetMemoryBlocksArgs => hotplug::set_memory_blocks),
+    command!(GuestGetMemoryBlockInfoArgs => system::get_memory_block_info),
+    command!(GuestExecStatusArgs => exec::status),
+    command!(GuestExecArgs => exec::exec),
+    command!(GuestGetHostNameArgs => system::get_host_name),
+    command!(GuestGetUsersArgs => system::get_users),
+    command!(GuestGetTimezoneArgs => system::get_timezone),
+    command!(GuestGetOsinfoArgs => system::get_osinfo),
     command!(GuestSshGetAuthorizedKeysArgs => ssh::get_authorized_keys),
     command!(GuestSshAddAuthorizedKeysArgs => ssh::add_authorized_keys),
     command!(GuestSshRemoveAuthorizedKeysArgs => ssh::remove_authorized_keys),
     command!(GuestGetDiskstatsArgs => storage::get_diskstats),
+    command!(GuestGetCpustatsArgs => system::get_cpustats),
+    command!(GuestGetLoadArgs => system::get_load),
+    command!(GuestNetworkGetRouteArgs => network::get_route),
 ];
 
 #[cfg(test)]

@@ -70,6 +70,15 @@ override the file's; -b/-a lists add to the file's lists. Check with -D.
 
 {frozen}
 
+Where qga-agent bounds what qemu-ga leaves unbounded: a guest-exec result that
+the host never collects is kept at most 1 hour after the program ended, and at
+most 1024 such results (128 MiB of captured output in all) are kept, the oldest
+dropped first; a dropped result answers \"PID <n> does not exist\". Helper
+programs (fsfreeze hook, shutdown, hwclock, chpasswd) are killed after 300 s.
+A freeze still unfinished after 60 s is undone and reported as failed.
+statvfs in guest-get-fsinfo waits at most 2 s; a filesystem that does not
+answer is listed without its sizes.
+
 Exit status: 0 after SIGTERM/SIGINT or a closed channel, 1 on a configuration
 or start-up error (the message says which).
 "

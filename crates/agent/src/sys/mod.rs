@@ -2,19 +2,31 @@
 //! agent never writes `cfg(target_os)`. Parsers take a root path or the file's text so
 //! tests feed them recorded fixtures.
 
+pub mod base64;
 pub mod blockdev;
 pub mod bounded;
 pub mod clock;
+pub mod cscan;
 pub mod daemon;
 pub mod disks;
 pub mod diskstats;
 pub mod fsfreeze;
 pub mod gfile;
+pub mod host;
+pub mod hotplug;
 pub mod mounts;
+pub mod netif;
 pub mod nvme;
+pub mod osrelease;
 pub mod passwd;
+pub mod procfs;
+pub mod route;
 pub mod run;
 pub mod scan;
+pub mod spawn;
 pub mod spawn_sync;
 pub mod statvfs;
+pub mod stdio;
+pub mod tz;
 pub mod udev;
+pub mod utmp;

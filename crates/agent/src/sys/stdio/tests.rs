@@ -1,0 +1,201 @@
+//! Unit tests of the stdio emulation, on temporary files and FIFOs.
+
+use super::*;
+use std::path::PathBuf;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("qga-stdio-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn open(p: &std::path::Path, mode: &str) -> Stream {
+    Stream::open(p.to_str().unwrap().as_bytes(), mode).unwrap()
+}
+
+fn on_disk(p: &std::path::Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
+#[test]
+fn exactly_the_fifteen_modes() {
+    let d = temp_dir("modes");
+    let p = d.join("f");
+    for m in [
+        "r", "rb", "w", "wb", "a", "ab", "r+", "rb+", "r+b", "w+", "wb+", "w+b", "a+", "ab+", "a+b",
+    ] {
+        std::fs::write(&p, b"x").unwrap();
+        assert!(
+            Stream::open(p.to_str().unwrap().as_bytes(), m).is_ok(),
+            "{m}"
+        );
+    }
+    for m in ["", "rw", "r+w", "x", "R", "rb+x", "wx", "b", "+r"] {
+        assert!(matches!(
+            Stream::open(p.to_str().unwrap().as_bytes(), m),
+            Err(OpenError::InvalidMode)
+        ));
+    }
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn new_files_are_0666_and_existing_ones_keep_their_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = temp_dir("perm");
+    let p = d.join("new");
+    // (The test process's umask is 022, which would give 0644.)
+    open(&p, "w").close().unwrap();
+    let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o666);
+    let q = d.join("old");
+    std::fs::write(&q, b"keep").unwrap();
+    std::fs::set_permissions(&q, std::fs::Permissions::from_mode(0o600)).unwrap();
+    open(&q, "a+").close().unwrap();
+    assert_eq!(
+        std::fs::metadata(&q).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // "w" truncates an existing file.
+    open(&q, "w").close().unwrap();
+    assert_eq!(on_disk(&q), b"");
+    match Stream::open(d.join("no/such").to_str().unwrap().as_bytes(), "r") {
+        Err(OpenError::Open(e)) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT)),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn writes_are_buffered_until_flush_seek_read_or_close() {
+    let d = temp_dir("buf");
+    let p = d.join("f");
+    let mut s = open(&p, "w+");
+    assert_eq!(s.write(b"hello"), 5);
+    assert_eq!(on_disk(&p), b"");
+    assert_eq!(s.tell().unwrap(), 5);
+    s.flush().unwrap();
+    assert_eq!(on_disk(&p), b"hello");
+    s.write(b" world");
+    s.seek(0, Whence::Set).unwrap();
+    assert_eq!(on_disk(&p), b"hello world");
+    s.seek(0, Whence::End).unwrap();
+    s.write(b"!");
+    let mut buf = Vec::new();
+    assert_eq!(s.read(&mut buf, 10), 0);
+    assert!(s.eof());
+    assert_eq!(on_disk(&p), b"hello world!");
+    s.clearerr();
+    s.write(b"?");
+    s.close().unwrap();
+    assert_eq!(on_disk(&p), b"hello world!?");
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn a_large_write_goes_out_in_whole_blocks_and_buffers_the_rest() {
+    let d = temp_dir("big");
+    let p = d.join("f");
+    let mut s = open(&p, "w");
+    let bs = s.bufsize;
+    let data: Vec<u8> = (0..(2 * bs + 100)).map(|i| i as u8).collect();
+    assert_eq!(s.write(&data), data.len());
+    assert_eq!(on_disk(&p), &data[..2 * bs]);
+    // The buffer now takes bs - 100 more bytes before anything is written.
+    s.write(&vec![7u8; bs - 100]);
+    assert_eq!(on_disk(&p).len(), 2 * bs);
+    s.write(b"x");
+    assert_eq!(on_disk(&p).len(), 3 * bs);
+    s.close().unwrap();
+    assert_eq!(on_disk(&p).len(), 3 * bs + 1);
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn eof_is_set_only_when_a_read_hits_the_end() {
+    let d = temp_dir("eof");
+    let p = d.join("f");
+    std::fs::write(&p, b"0123456789").unwrap();
+    let mut s = open(&p, "r");
+    let mut buf = Vec::new();
+    assert_eq!(s.read(&mut buf, 10), 10);
+    assert!(!s.eof());
+    assert_eq!(s.read(&mut buf, 10), 0);
+    assert!(s.eof());
+    s.clearerr();
+    s.seek(4, Whence::Set).unwrap();
+    assert_eq!(s.read(&mut buf, 4096), 6);
+    assert!(s.eof());
+    assert_eq!(buf, b"0123456789456789");
+    // Seeking clears EOF; beyond the end is allowed.
+    s.seek(100, Whence::Set).unwrap();
+    assert!(!s.eof());
+    assert_eq!(s.tell().unwrap(), 100);
+    assert_eq!(s.read(&mut buf, 0), 0);
+    assert!(!s.eof());
+    let e = s.seek(-1, Whence::Set).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn wrong_direction_is_ebadf_and_append_writes_at_the_end() {
+    let d = temp_dir("dir");
+    let p = d.join("f");
+    std::fs::write(&p, b"abc").unwrap();
+    let mut s = open(&p, "r");
+    assert_eq!(s.write(b""), 0);
+    assert!(s.error().is_none());
+    assert_eq!(s.write(b"x"), 0);
+    assert_eq!(s.error().unwrap().raw_os_error(), Some(libc::EBADF));
+    // fdopen() does not move an append stream (unlike fopen()): the position is 0
+    // until the first write lands at the end.
+    let mut s = open(&p, "a");
+    assert_eq!(s.tell().unwrap(), 0);
+    let mut buf = Vec::new();
+    assert_eq!(s.read(&mut buf, 1), 0);
+    assert_eq!(s.error().unwrap().raw_os_error(), Some(libc::EBADF));
+    s.write(b"d");
+    s.seek(0, Whence::Cur).unwrap();
+    assert_eq!(s.tell().unwrap(), 4);
+    let s = open(&p, "a+");
+    assert_eq!(s.tell().unwrap(), 0);
+    std::fs::remove_dir_all(d).unwrap();
+}
+
+#[test]
+fn pipes_non_blocking_reads_and_failed_flushes() {
+    let d = temp_dir("fifo");
+    let p = d.join("fifo");
+    let c = CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: c is a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut r = open(&p, "r");
+    let mut w = open(&p, "w");
+    let mut buf = Vec::new();
+    // Empty pipe: EAGAIN, like fread on a non-blocking descriptor.
+    assert_eq!(r.read(&mut buf, 10), 0);
+    assert_eq!(r.error().unwrap().raw_os_error(), Some(libc::EAGAIN));
+    r.clearerr();
+    assert_eq!(w.write(b"abc"), 3);
+    w.flush().unwrap();
+    // Less than asked for, then EAGAIN: an error, and the data is gone.
+    assert_eq!(r.read(&mut buf, 10), 3);
+    assert!(r.error().is_some());
+    r.clearerr();
+    assert_eq!(
+        w.seek(0, Whence::Cur).unwrap_err().raw_os_error(),
+        Some(libc::ESPIPE)
+    );
+    // The reader goes away: the flush fails with EPIPE and drops the buffer.
+    drop(r);
+    assert_eq!(w.write(b"lost"), 4);
+    assert_eq!(w.flush().unwrap_err().raw_os_error(), Some(libc::EPIPE));
+    assert_eq!(w.error().unwrap().raw_os_error(), Some(libc::EPIPE));
+    w.clearerr();
+    w.flush().unwrap();
+    std::fs::remove_dir_all(d).unwrap();
+}
