@@ -19,7 +19,9 @@
 #      again, with the packaged binary's guest-info, without a reboot;
 #   4. hot-unplug the port (QMP device_del): BindsTo= stops the service and it
 #      stays stopped; plug it again (device_add): udev starts it again, once,
-#      and the agent answers;
+#      and the agent answers; systemd in the guest (asked through our
+#      guest-exec) shows the unit static, wanted by the port's device unit,
+#      running /usr/sbin/qemu-ga, never auto-restarted;
 #   5. qga shutdown: our guest-shutdown powers the guest off through systemd
 #      (logind) and QEMU exits by itself.
 # The host side is the packaged qga client (dpkg -x of qga_*.deb); the service's
@@ -28,7 +30,8 @@
 #
 # Safety: only the chroot copy and the VM get the package; the VM is stopped
 # by its pid (stop-vm.sh) whatever happens. Needs root (chroot), QEMU and the
-# guest kernel (.ci/install-deps.sh). Under TCG it takes about 50 s (boot ~20 s).
+# guest kernel (.ci/install-deps.sh). Under TCG it takes 60-110 s (boot 20-45 s,
+# depending on the load of the machine).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT_DIR=$(cd "$HERE/../.." && pwd)
@@ -231,6 +234,32 @@ expect_eq "udev started it again, once" \
     "$(unit_events | grep -E '^(Started|Stopped)' | tail -n +$(($(wc -l <<<"$GONE") + 1)))" \
     "Started qemu-guest-agent.service"
 check_cmd "qga ping after the re-plug" q ping
+# systemd's own view, asked through our agent's guest-exec
+gsh() { q exec -- /bin/sh -c "$1" 2>&1; }
+# shellcheck disable=SC2016  # expanded in the guest
+expect_eq "in the guest: the service is active, static, never auto-restarted" \
+    "$(gsh 'for p in ActiveState UnitFileState NRestarts; do echo "$p=$(systemctl show -p $p --value qemu-guest-agent.service)"; done')" \
+"ActiveState=active
+UnitFileState=static
+NRestarts=0"
+# The unit that wants the service is the device unit of the port named
+# org.qemu.guest_agent.0 (systemctl quotes unit names with escapes: eval).
+# shellcheck disable=SC2016  # expanded in the guest
+expect_eq "in the guest: the port's device unit wants it (the udev rule's SYSTEMD_WANTS)" \
+    "$(gsh 'eval "set -- $(systemctl show -p WantedBy --value qemu-guest-agent.service)"
+            for u in "$@"; do cat "$(systemctl show -p SysFSPath --value "$u")/name"; done')" \
+    "org.qemu.guest_agent.0"
+# shellcheck disable=SC2016  # expanded in the guest
+expect_eq "in the guest: its main process is /usr/sbin/qemu-ga, without options" \
+    "$(gsh 'pid=$(systemctl show -p MainPID --value qemu-guest-agent.service); readlink /proc/$pid/exe; tr "\0" " " </proc/$pid/cmdline')" \
+    "/usr/sbin/qemu-ga
+/usr/sbin/qemu-ga "
+# shellcheck disable=SC2016  # ${...} is dpkg-query's format syntax
+# "ic": removed by dpkg in favour of ours, its config files (init script) kept.
+expect_eq "in the guest: qga-agent installed, qemu-guest-agent removed" \
+    "$(gsh 'dpkg-query -W -f="\${Package} \${db:Status-Abbrev}\n" qga-agent qemu-guest-agent' | cut -c1-19)" \
+    "qemu-guest-agent ic
+qga-agent ii "
 
 # ---------------------------------------------------------------------------
 # 4. guest-shutdown through systemd

@@ -4,7 +4,7 @@
 //! an agent that answers the host (scripts/package/test-chroot.sh), and a systemd guest
 //! booted from that image must start it through udev when the port appears
 //! (scripts/package/test-vm.sh: a guest running Debian's qemu-ga 10.0.2 gets ours with a live
-//! dpkg -i, then the port is hot-unplugged and re-plugged; about 50 s under TCG).
+//! dpkg -i, then the port is hot-unplugged and re-plugged; 60-110 s under TCG).
 //!
 //! Nothing is installed on this host. Prerequisites (lintian, shellcheck, debootstrap,
 //! dash, busybox, QEMU, the guest kernel, the reference qemu-ga .deb) come from
