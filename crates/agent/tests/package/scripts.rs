@@ -219,7 +219,7 @@ fn scripts_are_posix_sh() {
         .args(files.map(src)));
 }
 
-/// qemu-ga.conf lists every §5.2 key plus fsfreeze-timeout, all commented out: both
+/// qemu-ga.conf lists every §5.2 key plus our extensions, all commented out: both
 /// agents read it and keep their defaults; uncommented, both accept every line.
 #[test]
 fn example_config_keeps_the_defaults() {
@@ -245,7 +245,9 @@ fn example_config_keeps_the_defaults() {
             "retry-path",
             "block-rpcs",
             "allow-rpcs",
-            "fsfreeze-timeout"
+            "fsfreeze-timeout",
+            "profile",
+            "harden"
         ]
     );
     assert!(!body.lines().any(|l| !l.starts_with('#') && l.contains('=')));
