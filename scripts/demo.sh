@@ -6,11 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+step() { printf '\n$ '; printf '%q ' "$@"; printf '\n'; "$@"; }
 
 echo "Building (release)..."
 cargo build --release --quiet -p qga-agent -p qga-cli
-QGA=$PWD/target/release/qga
+QGA=target/release/qga
 
 work=$(mktemp -d /tmp/qga-demo.XXXXXX)
 cleanup() {
@@ -49,7 +49,8 @@ step "$QGA" cp ":$guest_file" "$work/blob.back"
 step cmp "$work/blob" "$work/blob.back"
 step "$QGA" fsinfo
 step "$QGA" ifaddr
-step "$QGA" --json raw '{"execute":"guest-get-timezone"}'
+step "$QGA" vcpus
+step "$QGA" --json time
 if [[ -n ${vm:-} ]]; then
     step "$QGA" fsfreeze freeze /mnt/data
     step "$QGA" fsfreeze status

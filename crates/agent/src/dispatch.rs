@@ -3,13 +3,16 @@
 //! envelope checks in QEMU's order and hash-table member order, `id` echo rules,
 //! CommandNotFound for unknown and disabled commands, argument decoding, no reply on
 //! success for `success-response: false` commands, and the 0xFF before a
-//! guest-sync-delimited reply.
+//! guest-sync-delimited reply. It also applies the policy of [`crate::policy`]: profile
+//! filter and audit line.
 
 use qga_proto::{Dict, Value};
 
 use crate::agent::Agent;
 use crate::commands::COMMANDS;
 use crate::error::Result;
+use crate::policy::audit::{self, Outcome};
+use crate::policy::Category;
 
 /// A handler after argument decoding was wrapped around it by [`command!`]. The
 /// arguments are the request's own: decoding may move data out of them.
@@ -20,6 +23,8 @@ pub type RunFn = fn(&Agent, &mut Dict) -> Result<Value>;
 pub struct CommandDef {
     /// Wire name.
     pub name: &'static str,
+    /// What the command does: decides profiles, audit and hardening.
+    pub category: Category,
     /// Decodes the arguments and runs the handler.
     pub run: RunFn,
     /// Stays enabled while the filesystems are frozen.
@@ -30,9 +35,10 @@ pub struct CommandDef {
 
 impl CommandDef {
     /// A row with the default policy (disabled while frozen, replies on success).
-    pub const fn new(name: &'static str, run: RunFn) -> Self {
+    pub const fn new(name: &'static str, category: Category, run: RunFn) -> Self {
         CommandDef {
             name,
+            category,
             run,
             frozen_ok: false,
             success_response: true,
@@ -52,16 +58,22 @@ impl CommandDef {
     }
 }
 
-/// Builds a table row from an arguments type (which carries the command's name and
-/// return type) and a typed handler `fn(&Agent, Args) -> Result<Returns>`.
+/// Builds a table row from a [`Category`] (a variant name), an arguments type (which
+/// carries the command's name and return type) and a typed handler
+/// `fn(&Agent, Args) -> Result<Returns>`: `command!(Info: GuestGetTimeArgs => core::get_time)`.
+/// There is no default category: a row without one does not compile.
 #[macro_export]
 macro_rules! command {
-    ($args:ty => $handler:path) => {
-        $crate::dispatch::CommandDef::new(<$args as qga_proto::Command>::NAME, |agent, args| {
-            let args: $args = qga_proto::qapi::decode_args_take(args)?;
-            let ret: <$args as qga_proto::Command>::Returns = $handler(agent, args)?;
-            Ok(qga_proto::ToQapi::into_qapi(ret))
-        })
+    ($category:ident : $args:ty => $handler:path) => {
+        $crate::dispatch::CommandDef::new(
+            <$args as qga_proto::Command>::NAME,
+            $crate::policy::Category::$category,
+            |agent, args| {
+                let args: $args = qga_proto::qapi::decode_args_take(args)?;
+                let ret: <$args as qga_proto::Command>::Returns = $handler(agent, args)?;
+                Ok(qga_proto::ToQapi::into_qapi(ret))
+            },
+        )
     };
 }
 
@@ -138,15 +150,28 @@ fn finish(mut rsp: Dict, id: Option<&Value>, delimit: bool) -> Response {
     }
 }
 
-/// Handles one message from the JSON streamer: a parsed value, or the description of
-/// a JSON error. Returns the reply to send, or `None` when the command succeeded and
-/// sends no reply.
+/// [`handle_from`] for a caller without a connection (tests, in-process use).
 pub fn handle(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option<Reply> {
-    respond(agent, msg).map(Response::into_reply)
+    handle_from(agent, msg, "local caller")
 }
 
-/// [`handle`], with the reply left as a value for the executor to serialize.
-pub fn respond(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option<Response> {
+/// Handles one message from the JSON streamer: a parsed value, or the description of
+/// a JSON error. Returns the reply to send, or `None` when the command succeeded and
+/// sends no reply. `caller` names the connection for the audit line.
+pub fn handle_from(
+    agent: &Agent,
+    msg: std::result::Result<Value, Vec<u8>>,
+    caller: &str,
+) -> Option<Reply> {
+    respond(agent, msg, caller).map(Response::into_reply)
+}
+
+/// [`handle_from`], with the reply left as a value for the executor to serialize.
+pub fn respond(
+    agent: &Agent,
+    msg: std::result::Result<Value, Vec<u8>>,
+    caller: &str,
+) -> Option<Response> {
     let request = match msg {
         Ok(v) => v,
         Err(desc) => return Some(error_response(ErrorClass::GenericError, desc, None)),
@@ -196,7 +221,23 @@ pub fn respond(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Optio
         desc.extend_from_slice(b" has not been found");
         return not_found(desc);
     };
-    if !agent.is_enabled(cmd.name, cmd.frozen_ok) {
+    // The arguments are moved out of the request: decoding may take strings from them,
+    // so the audit line's account of them is written first.
+    let mut args = match dict.remove("arguments") {
+        Some(Value::Dict(a)) => a,
+        _ => Dict::new(),
+    };
+    drop(dict);
+    let audit_head = cmd
+        .category
+        .audited()
+        .then(|| audit::head(cmd, caller, &args));
+    if let Some(why) = agent.denial(cmd) {
+        if let Some(head) = audit_head {
+            agent
+                .log
+                .audit_event(false, &audit::finish(head, Outcome::Denied(&why)));
+        }
         return not_found(
             format!(
                 "Command {} has been disabled: the command is not allowed",
@@ -205,14 +246,16 @@ pub fn respond(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Optio
             .into_bytes(),
         );
     }
-    // The arguments are moved out of the request: decoding may take strings from them.
-    let mut args = match dict.remove("arguments") {
-        Some(Value::Dict(a)) => a,
-        _ => Dict::new(),
-    };
-    drop(dict);
-    match (cmd.run)(agent, &mut args) {
-        Err(e) => generic(e.desc().as_bytes().to_vec()),
+    let result = (cmd.run)(agent, &mut args);
+    if let Some(head) = audit_head {
+        let (ok, outcome) = match &result {
+            Ok(ret) => (true, Outcome::Ok(ret)),
+            Err(e) => (false, Outcome::Err(e.desc())),
+        };
+        agent.log.audit_event(ok, &audit::finish(head, outcome));
+    }
+    match result {
+        Err(e) => generic(c_string_bytes(e.desc())),
         Ok(_) if !cmd.success_response => None,
         Ok(ret) => {
             let mut rsp = Dict::new();
@@ -220,4 +263,18 @@ pub fn respond(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Optio
             Some(finish(rsp, id, cmd.name == "guest-sync-delimited"))
         }
     }
+}
+
+/// An error text as QEMU holds it: a U+0000 that came from the request (`\u0000`) is
+/// the modified-UTF-8 pair `C0 80` there, so it is echoed instead of ending the text.
+fn c_string_bytes(desc: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(desc.len());
+    for &b in desc.as_bytes() {
+        if b == 0 {
+            out.extend_from_slice(&[0xC0, 0x80]);
+        } else {
+            out.push(b);
+        }
+    }
+    out
 }

@@ -87,6 +87,7 @@ pub fn run(mut config: Config) -> Result<(), String> {
         Err(_) => true,
     };
     let log = Logger::stderr(config.verbose);
+    log.set_syslog(crate::sys::syslog::Syslog::from_env());
     if !frozen {
         if let Some(path) = &config.logfile {
             let f = std::fs::OpenOptions::new()
@@ -135,6 +136,13 @@ pub fn run(mut config: Config) -> Result<(), String> {
     }
     if config.path.is_none() {
         config.path = config.method.default_path().map(String::from);
+    }
+    if config.harden {
+        // Before any thread exists: capabilities are per thread, new ones inherit them.
+        let plan = crate::policy::hardening_plan(&config, frozen);
+        let done = crate::sys::harden::apply(&plan)
+            .map_err(|e| format!("failed to harden the agent: {e}"))?;
+        log.log(Level::Info, &done);
     }
     let agent = Arc::new(Agent::new(config, log, frozen, fd_counter));
     start_signal_thread(agent.clone())?;
@@ -188,10 +196,11 @@ fn open_channel(config: &Config, log: &Logger) -> Result<Channel, String> {
 }
 
 /// The reader: accept a connection, read it until EOF, feed the streamer, queue each
-/// message with the connection its reply goes to.
+/// message with the connection its reply goes to and its description for the audit log.
 fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
     let mut streamer = Streamer::new();
     let mut buf = vec![0u8; READ_CHUNK];
+    let mut clients = 0u64;
     loop {
         let conn = match channel.accept() {
             Ok(c) => c,
@@ -207,7 +216,11 @@ fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
                 }
             }
         };
-        agent.log.log(Level::Debug, "new client connected");
+        clients += 1;
+        let who: Arc<str> = describe(agent.config.method, &conn, clients).into();
+        agent
+            .log
+            .log(Level::Debug, &format!("new client connected: {who}"));
         loop {
             queue.wait_below(READ_AHEAD_MAX);
             match conn.read(&mut buf) {
@@ -215,7 +228,9 @@ fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
                     agent.log.log(Level::Debug, "client disconnected");
                     break;
                 }
-                Ok(n) => streamer.feed(&buf[..n], &mut |msg| queue.push(msg, conn.clone())),
+                Ok(n) => streamer.feed(&buf[..n], &mut |msg| {
+                    queue.push(msg, conn.clone(), who.clone())
+                }),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     agent
@@ -228,6 +243,21 @@ fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
                 }
             }
         }
+    }
+}
+
+/// Who is on `conn`, for the audit log: `virtio-serial host`, `unix-listen client #3
+/// (pid 812, uid 0)`, `vsock-listen client #2 (cid 2, port 1234)`.
+fn describe(method: crate::config::Method, conn: &Conn, n: u64) -> String {
+    use std::os::fd::AsRawFd;
+    let peer = match conn {
+        Conn::Device { .. } => return format!("{} host", method.as_str()),
+        Conn::Unix(s) => crate::sys::peer::unix_peer(s.as_raw_fd()),
+        Conn::Vsock(f) => crate::sys::peer::vsock_peer(f.as_raw_fd()),
+    };
+    match peer {
+        Some(p) => format!("{} client #{n} ({p})", method.as_str()),
+        None => format!("{} client #{n}", method.as_str()),
     }
 }
 
@@ -249,14 +279,14 @@ fn reopen(agent: &Agent, channel: &mut Channel) -> bool {
 /// The executor: one request at a time, in order; each reply written in full.
 fn executor(agent: &Agent, queue: &Queue) {
     loop {
-        let (msg, conn, size) = queue.pop();
+        let (msg, conn, who, size) = queue.pop();
         if let Err(e) = &msg {
             agent.log.log(
                 Level::Warning,
                 &format!("failed to parse event: {}", String::from_utf8_lossy(e)),
             );
         }
-        if let Some(reply) = dispatch::respond(agent, msg) {
+        if let Some(reply) = dispatch::respond(agent, msg, &who) {
             // The 0xFF goes in a write of its own, as qemu-ga sends it; the reply is
             // serialized straight into the channel in pieces, so a 64 MiB file read
             // is never held twice.
@@ -279,8 +309,9 @@ fn executor(agent: &Agent, queue: &Queue) {
     }
 }
 
-/// A queued request: the message, the connection its reply goes to, its size.
-type Queued = (Message, Arc<Conn>, usize);
+/// A queued request: the message, the connection its reply goes to, who is on it, its
+/// size.
+type Queued = (Message, Arc<Conn>, Arc<str>, usize);
 
 /// Requests waiting for the executor, and the total size of those and the one running.
 #[derive(Default)]
@@ -291,7 +322,7 @@ struct Queue {
 
 impl Queue {
     /// Queues a message; blocks while the queue is full (backpressure on the host).
-    fn push(&self, msg: Message, conn: Arc<Conn>) {
+    fn push(&self, msg: Message, conn: Arc<Conn>, who: Arc<str>) {
         let size = match &msg {
             Ok(v) => approx_size(v),
             Err(e) => e.len(),
@@ -301,7 +332,7 @@ impl Queue {
             g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
         }
         g.1 += size;
-        g.0.push_back((msg, conn, size));
+        g.0.push_back((msg, conn, who, size));
         self.changed.notify_all();
     }
 

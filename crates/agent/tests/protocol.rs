@@ -354,3 +354,29 @@ fn idle_agent_with_a_silent_client_makes_no_wakeups() {
     // And it still answers.
     assert_eq!(c.cmd(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
 }
+
+/// The command list, order and policy as guest-info reports them, without the version.
+fn command_list(c: &mut Client) -> String {
+    let info = c.cmd(r#"{"execute":"guest-info"}"#);
+    info.split("\"supported_commands\": ")
+        .nth(1)
+        .expect(&info)
+        .to_string()
+}
+
+#[test]
+fn guest_info_lists_the_same_43_commands_as_qemu_ga() {
+    let ours = AgentProc::ours(&[]);
+    let reference = AgentProc::reference(&[]);
+    let a = command_list(&mut ours.connect());
+    let b = command_list(&mut reference.connect());
+    assert_eq!(a, b);
+    assert_eq!(a.matches("\"name\"").count(), 43);
+    // And with a block list, the same commands are disabled.
+    let ours = AgentProc::ours(&["-b", "guest-exec,guest-file-open,guest-shutdown"]);
+    let reference = AgentProc::reference(&["-b", "guest-exec,guest-file-open,guest-shutdown"]);
+    assert_eq!(
+        command_list(&mut ours.connect()),
+        command_list(&mut reference.connect())
+    );
+}

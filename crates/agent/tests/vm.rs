@@ -23,3 +23,126 @@ fn vm_agent_answers_on_virtio_serial() {
         r#"{"return": 77}"#
     );
 }
+
+/// The agent's main-thread voluntary context switches, read through its own
+/// guest-file-* commands (`/proc/self/status` is the agent's).
+fn agent_wakeups(c: &mut common::Client) -> u64 {
+    let open = c.cmd(r#"{"execute":"guest-file-open","arguments":{"path":"/proc/self/status"}}"#);
+    let handle: i64 = open
+        .trim_start_matches("{\"return\": ")
+        .trim_end_matches('}')
+        .parse()
+        .expect(&open);
+    let read = c.cmd(&format!(
+        r#"{{"execute":"guest-file-read","arguments":{{"handle":{handle},"count":65536}}}}"#
+    ));
+    c.cmd(&format!(
+        r#"{{"execute":"guest-file-close","arguments":{{"handle":{handle}}}}}"#
+    ));
+    let b64 = read
+        .split("\"buf-b64\": \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect(&read);
+    let text = decode_b64(b64);
+    text.lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+fn decode_b64(s: &str) -> String {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    } as u32;
+    let mut out = Vec::new();
+    for chunk in s.as_bytes().chunks(4) {
+        let n = chunk.iter().filter(|&&c| c != b'=').count();
+        let v = chunk.iter().fold(0u32, |acc, &c| {
+            (acc << 6) | if c == b'=' { 0 } else { val(c) }
+        });
+        let v = v << (6 * (4 - chunk.len()));
+        out.extend_from_slice(&v.to_be_bytes()[1..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Wakeups of an agent while the host side of its virtio-serial port is closed for
+/// `secs` seconds (the read before and the reconnect after cost a handful).
+fn wakeups_while_host_away(agent: &std::path::Path, secs: u64) -> u64 {
+    let vm = Vm::boot(agent, &[]);
+    let mut c = vm.connect();
+    let before = agent_wakeups(&mut c);
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    let mut c = vm.connect();
+    agent_wakeups(&mut c) - before
+}
+
+#[test]
+fn vm_no_polling_while_the_host_is_away() {
+    let _g = vm_lock();
+    let ours = wakeups_while_host_away(&static_agent(), 4);
+    let theirs = wakeups_while_host_away(&common::reference_binary(), 4);
+    eprintln!("wakeups during 4 s with the host away: ours {ours}, qemu-ga 10.0.2 {theirs}");
+    // qemu-ga sleeps 100 ms and polls again: about 40 wakeups here.
+    assert!(
+        theirs >= 20,
+        "the reference should show its polling ({theirs})"
+    );
+    assert!(
+        ours <= 10,
+        "our agent woke {ours} times while the host was away"
+    );
+}
+
+#[test]
+fn vm_vsock_listen_serves_a_vsock_client() {
+    let _g = vm_lock();
+    let probe = common::static_example("vsock_probe");
+    let add = format!("{}:/usr/bin/vsock-probe", probe.display());
+    let vm = Vm::boot_with(
+        &static_agent(),
+        &["--add", &add, "--module", "vsock_loopback"],
+        &[],
+    );
+    let mut c = vm.connect();
+    // A second agent on vsock, started through the first one; then a vsock client.
+    let start = c.cmd(
+        r#"{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","mkdir -p /tmp/v && /usr/sbin/qemu-ga -m vsock-listen -p 1:5000 -t /tmp/v >/tmp/v/log 2>&1 &"]}}"#,
+    );
+    assert!(start.starts_with(r#"{"return": {"pid": "#), "{start}");
+    let mut reply = String::new();
+    for _ in 0..50 {
+        let run = c.cmd(
+            r#"{"execute":"guest-exec","arguments":{"path":"/usr/bin/vsock-probe","arg":["1","5000","{\"execute\":\"guest-sync\",\"arguments\":{\"id\":55}}"],"capture-output":true}}"#,
+        );
+        let pid = run
+            .trim_start_matches(r#"{"return": {"pid": "#)
+            .trim_end_matches("}}")
+            .to_string();
+        let status = loop {
+            let s = c.cmd(&format!(
+                r#"{{"execute":"guest-exec-status","arguments":{{"pid":{pid}}}}}"#
+            ));
+            if s.contains(r#""exited": true"#) {
+                break s;
+            }
+        };
+        if status.contains(r#""exitcode": 0"#) {
+            let b64 = status
+                .split(r#""out-data": ""#)
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("");
+            reply = decode_b64(b64);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(reply, "{\"return\": 55}\n");
+}

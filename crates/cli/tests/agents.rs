@@ -558,27 +558,22 @@ mod reference {
 mod ours {
     use super::Which::Ours;
     #[test]
-    #[ignore = "needs guest-exec and guest-file-* in qga-agent"]
     fn libvirt_via_stand_in() {
         super::libvirt_via_stand_in(Ours)
     }
     #[test]
-    #[ignore = "needs guest-exec in qga-agent"]
     fn exec_output_and_exit_code() {
         super::exec_output_and_exit_code(Ours)
     }
     #[test]
-    #[ignore = "needs guest-exec in qga-agent"]
     fn exec_stdin_and_env() {
         super::exec_stdin_and_env(Ours)
     }
     #[test]
-    #[ignore = "needs guest-file-* and guest-exec in qga-agent"]
     fn cp_both_ways() {
         super::cp_both_ways(Ours)
     }
     #[test]
-    #[ignore = "needs guest-exec and guest-file-* in qga-agent"]
     fn disabled_command() {
         super::disabled_command(Ours)
     }
@@ -587,12 +582,10 @@ mod ours {
         super::dead_and_busy(Ours)
     }
     #[test]
-    #[ignore = "needs guest-exec in qga-agent"]
     fn fan_out_three() {
         super::fan_out_three(Ours)
     }
     #[test]
-    #[ignore = "needs guest-get-osinfo, -vcpus, -users, network and fsfreeze in qga-agent"]
     fn json_queries() {
         super::json_queries(Ours)
     }

@@ -107,22 +107,19 @@ pub trait ToQapi {
     }
     /// The value.
     fn to_qapi(&self) -> Value;
-
-    /// [`ToQapi::to_qapi_opt`] consuming `self`, so data can be moved, not copied.
-    fn into_qapi_opt(self) -> Option<Value>
-    where
-        Self: Sized,
-    {
-        self.to_qapi_opt()
-    }
-
-    /// [`ToQapi::to_qapi`] consuming `self` (a 64 MiB `buf-b64` reply is moved into
-    /// the value, not copied).
+    /// The value, consuming `self`: large strings move instead of being copied.
     fn into_qapi(self) -> Value
     where
         Self: Sized,
     {
         self.to_qapi()
+    }
+    /// Like [`ToQapi::to_qapi_opt`], consuming `self`.
+    fn into_qapi_opt(self) -> Option<Value>
+    where
+        Self: Sized,
+    {
+        Some(self.into_qapi())
     }
 }
 
@@ -242,11 +239,11 @@ impl<T: ToQapi> ToQapi for Option<T> {
     fn to_qapi_opt(&self) -> Option<Value> {
         self.as_ref().map(ToQapi::to_qapi)
     }
-    fn to_qapi(&self) -> Value {
-        self.as_ref().map_or(Value::Null, ToQapi::to_qapi)
-    }
     fn into_qapi_opt(self) -> Option<Value> {
         self.map(ToQapi::into_qapi)
+    }
+    fn to_qapi(&self) -> Value {
+        self.as_ref().map_or(Value::Null, ToQapi::to_qapi)
     }
     fn into_qapi(self) -> Value {
         self.map_or(Value::Null, ToQapi::into_qapi)
@@ -348,9 +345,6 @@ impl ToQapi for String {
     fn to_qapi(&self) -> Value {
         Value::Str(self.as_bytes().to_vec())
     }
-    fn into_qapi_opt(self) -> Option<Value> {
-        Some(self.into_qapi())
-    }
     fn into_qapi(self) -> Value {
         Value::Str(self.into_bytes())
     }
@@ -373,9 +367,6 @@ impl<T: FromQapi> FromQapi for Vec<T> {
 impl<T: ToQapi> ToQapi for Vec<T> {
     fn to_qapi(&self) -> Value {
         Value::List(self.iter().map(ToQapi::to_qapi).collect())
-    }
-    fn into_qapi_opt(self) -> Option<Value> {
-        Some(self.into_qapi())
     }
     fn into_qapi(self) -> Value {
         Value::List(self.into_iter().map(ToQapi::into_qapi).collect())
@@ -506,10 +497,6 @@ macro_rules! qapi_struct {
                     }
                 )*
                 $crate::value::Value::Dict(d)
-            }
-
-            fn into_qapi_opt(self) -> Option<$crate::value::Value> {
-                Some(self.into_qapi())
             }
 
             fn into_qapi(self) -> $crate::value::Value {

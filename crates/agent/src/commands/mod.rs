@@ -20,9 +20,11 @@ use qga_proto::cmds::core::*;
 use qga_proto::cmds::exec::*;
 use qga_proto::cmds::file::*;
 use qga_proto::cmds::freeze::*;
+use qga_proto::cmds::network::*;
 use qga_proto::cmds::power::*;
 use qga_proto::cmds::ssh::*;
 use qga_proto::cmds::storage::*;
+use qga_proto::cmds::system::*;
 
 use crate::command;
 use crate::dispatch::CommandDef;
@@ -32,44 +34,57 @@ pub mod exec;
 pub mod file;
 pub mod fsfreeze;
 pub mod hotplug;
+pub mod network;
 pub mod power;
 pub mod ssh;
 pub mod storage;
+pub mod system;
 
 /// Every command, in registration order.
 pub static COMMANDS: &[CommandDef] = &[
-    command!(GuestSyncDelimitedArgs => core::sync_delimited).frozen_ok(),
-    command!(GuestSyncArgs => core::sync).frozen_ok(),
-    command!(GuestPingArgs => core::ping).frozen_ok(),
-    command!(GuestGetTimeArgs => core::get_time),
-    command!(GuestSetTimeArgs => power::set_time),
-    command!(GuestInfoArgs => core::info).frozen_ok(),
-    command!(GuestShutdownArgs => power::shutdown).no_success_response(),
-    command!(GuestFileOpenArgs => file::open),
-    command!(GuestFileCloseArgs => file::close),
-    command!(GuestFileReadArgs => file::read),
-    command!(GuestFileWriteArgs => file::write),
-    command!(GuestFileSeekArgs => file::seek),
-    command!(GuestFileFlushArgs => file::flush),
-    command!(GuestFsfreezeStatusArgs => fsfreeze::status).frozen_ok(),
-    command!(GuestFsfreezeFreezeArgs => fsfreeze::freeze),
-    command!(GuestFsfreezeFreezeListArgs => fsfreeze::freeze_list),
-    command!(GuestFsfreezeThawArgs => fsfreeze::thaw).frozen_ok(),
-    command!(GuestFstrimArgs => fsfreeze::fstrim),
-    command!(GuestSuspendDiskArgs => power::suspend_disk).no_success_response(),
-    command!(GuestSuspendRamArgs => power::suspend_ram).no_success_response(),
-    command!(GuestSuspendHybridArgs => power::suspend_hybrid).no_success_response(),
-    command!(GuestSetVcpusArgs => hotplug::set_vcpus),
-    command!(GuestGetDisksArgs => storage::get_disks),
-    command!(GuestGetFsinfoArgs => storage::get_fsinfo),
-    command!(GuestSetUserPasswordArgs => power::set_user_password),
-    command!(GuestSetMemoryBlocksArgs => hotplug::set_memory_blocks),
-    command!(GuestExecStatusArgs => exec::status),
-    command!(GuestExecArgs => exec::exec),
-    command!(GuestSshGetAuthorizedKeysArgs => ssh::get_authorized_keys),
-    command!(GuestSshAddAuthorizedKeysArgs => ssh::add_authorized_keys),
-    command!(GuestSshRemoveAuthorizedKeysArgs => ssh::remove_authorized_keys),
-    command!(GuestGetDiskstatsArgs => storage::get_diskstats),
+    command!(Protocol: GuestSyncDelimitedArgs => core::sync_delimited).frozen_ok(),
+    command!(Protocol: GuestSyncArgs => core::sync).frozen_ok(),
+    command!(Protocol: GuestPingArgs => core::ping).frozen_ok(),
+    command!(Info: GuestGetTimeArgs => core::get_time),
+    command!(Change: GuestSetTimeArgs => power::set_time),
+    command!(Protocol: GuestInfoArgs => core::info).frozen_ok(),
+    command!(Change: GuestShutdownArgs => power::shutdown).no_success_response(),
+    command!(File: GuestFileOpenArgs => file::open),
+    command!(File: GuestFileCloseArgs => file::close),
+    command!(File: GuestFileReadArgs => file::read),
+    command!(File: GuestFileWriteArgs => file::write),
+    command!(File: GuestFileSeekArgs => file::seek),
+    command!(File: GuestFileFlushArgs => file::flush),
+    command!(Info: GuestFsfreezeStatusArgs => fsfreeze::status).frozen_ok(),
+    command!(Change: GuestFsfreezeFreezeArgs => fsfreeze::freeze),
+    command!(Change: GuestFsfreezeFreezeListArgs => fsfreeze::freeze_list),
+    command!(Change: GuestFsfreezeThawArgs => fsfreeze::thaw).frozen_ok(),
+    command!(Change: GuestFstrimArgs => fsfreeze::fstrim),
+    command!(Change: GuestSuspendDiskArgs => power::suspend_disk).no_success_response(),
+    command!(Change: GuestSuspendRamArgs => power::suspend_ram).no_success_response(),
+    command!(Change: GuestSuspendHybridArgs => power::suspend_hybrid).no_success_response(),
+    command!(Info: GuestNetworkGetInterfacesArgs => network::get_interfaces),
+    command!(Info: GuestGetVcpusArgs => system::get_vcpus),
+    command!(Change: GuestSetVcpusArgs => hotplug::set_vcpus),
+    command!(Info: GuestGetDisksArgs => storage::get_disks),
+    command!(Info: GuestGetFsinfoArgs => storage::get_fsinfo),
+    command!(Credentials: GuestSetUserPasswordArgs => power::set_user_password),
+    command!(Info: GuestGetMemoryBlocksArgs => system::get_memory_blocks),
+    command!(Change: GuestSetMemoryBlocksArgs => hotplug::set_memory_blocks),
+    command!(Info: GuestGetMemoryBlockInfoArgs => system::get_memory_block_info),
+    command!(Exec: GuestExecStatusArgs => exec::status),
+    command!(Exec: GuestExecArgs => exec::exec),
+    command!(Info: GuestGetHostNameArgs => system::get_host_name),
+    command!(Info: GuestGetUsersArgs => system::get_users),
+    command!(Info: GuestGetTimezoneArgs => system::get_timezone),
+    command!(Info: GuestGetOsinfoArgs => system::get_osinfo),
+    command!(Credentials: GuestSshGetAuthorizedKeysArgs => ssh::get_authorized_keys),
+    command!(Credentials: GuestSshAddAuthorizedKeysArgs => ssh::add_authorized_keys),
+    command!(Credentials: GuestSshRemoveAuthorizedKeysArgs => ssh::remove_authorized_keys),
+    command!(Info: GuestGetDiskstatsArgs => storage::get_diskstats),
+    command!(Info: GuestGetCpustatsArgs => system::get_cpustats),
+    command!(Info: GuestGetLoadArgs => system::get_load),
+    command!(Info: GuestNetworkGetRouteArgs => network::get_route),
 ];
 
 #[cfg(test)]

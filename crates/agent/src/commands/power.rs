@@ -277,7 +277,7 @@ impl PowerEnv {
 
     /// guest-set-user-password: feed `user:password\n` to `chpasswd [-e]`.
     pub fn set_user_password(&self, username: &str, password: &str, crypted: bool) -> Result<()> {
-        let raw = base64_decode(&os_bytes(password))?;
+        let raw = crate::sys::base64::decode(os_bytes(password))?;
         // qemu-ga uses the decoded password as a C string.
         let raw = raw.split(|&b| b == 0).next().unwrap_or_default();
         if raw.contains(&b'\n') {
@@ -296,47 +296,6 @@ impl PowerEnv {
         }
         run_command(&argv, Some(&input), "set user password", self.bound)
     }
-}
-
-/// GLib's lenient base64 decoder behind QEMU's `qbase64_decode`: only
-/// `A-Za-z0-9+/=\n` may appear; `\n` is skipped, `=` counts as a zero sextet, each
-/// complete group of four gives three bytes less one for a `=` in its third and one
-/// for a `=` in its fourth place, and a trailing partial group is dropped.
-// TODO(lead): private copy until `crate::sys::base64` (files helper) is on main.
-fn base64_decode(input: &[u8]) -> Result<Vec<u8>> {
-    fn rank(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => 0,
-            _ => return None,
-        } as u32)
-    }
-    if input.iter().any(|&c| c != b'\n' && rank(c).is_none()) {
-        return Err(Error::new("Base64 data contains invalid characters"));
-    }
-    let mut out = Vec::with_capacity(input.len() / 4 * 3);
-    let (mut v, mut i, mut last) = (0u32, 0, [0u8; 2]);
-    for &c in input {
-        let Some(r) = rank(c) else { continue };
-        last = [c, last[0]];
-        v = (v << 6) | r;
-        i += 1;
-        if i == 4 {
-            out.push((v >> 16) as u8);
-            if last[1] != b'=' {
-                out.push((v >> 8) as u8);
-            }
-            if last[0] != b'=' {
-                out.push(v as u8);
-            }
-            i = 0;
-        }
-    }
-    Ok(out)
 }
 
 /// guest-shutdown (no reply on success).
@@ -424,25 +383,5 @@ mod tests {
             "unknown guest suspend mode"
         );
         let _ = std::fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn base64_is_glib_lenient() {
-        let d = |s: &str| base64_decode(s.as_bytes()).map_err(|e| e.desc().to_string());
-        assert_eq!(d("").unwrap(), b"");
-        assert_eq!(d("S").unwrap(), b"");
-        assert_eq!(d("SGVsbG8").unwrap(), b"Hel");
-        assert_eq!(d("SGVsbG8=").unwrap(), b"Hello");
-        assert_eq!(d("SGVsbG8=SGVs").unwrap(), b"HelloHel");
-        assert_eq!(d("SGVs\nbG8=\n").unwrap(), b"Hello");
-        assert_eq!(d("====").unwrap(), b"\0");
-        assert_eq!(d("AA=A").unwrap(), b"\0\0");
-        assert_eq!(d("cGFzcw==").unwrap(), b"pass");
-        for bad in ["SGVs bG8=", "SGVs\rbG8=", "SGVs-", "\u{e9}"] {
-            assert_eq!(
-                d(bad).unwrap_err(),
-                "Base64 data contains invalid characters"
-            );
-        }
     }
 }

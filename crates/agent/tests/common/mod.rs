@@ -137,12 +137,24 @@ impl AgentProc {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
-    /// SIGTERM, wait, and return the exit code.
+    /// SIGTERM, wait (at most 10 s: qemu-ga 10.0.2 sometimes deadlocks in its SIGTERM
+    /// handler, and is then killed), and return the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         // SAFETY: plain syscall on our own child's pid.
         unsafe { libc_kill(child.id() as i32, 15) };
-        child.wait().ok().and_then(|s| s.code())
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -175,10 +187,12 @@ impl Client {
 
     /// Reads one reply line (through its `\n`), raw 0xFF bytes included.
     pub fn recv(&mut self) -> Vec<u8> {
+        let mut scanned = 0;
         loop {
-            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                return self.buf.drain(..=i).collect();
+            if let Some(i) = self.buf[scanned..].iter().position(|&b| b == b'\n') {
+                return self.buf.drain(..=scanned + i).collect();
             }
+            scanned = self.buf.len();
             let mut chunk = vec![0u8; 1 << 16];
             let n = self.stream.read(&mut chunk).expect("recv (timed out?)");
             assert!(
@@ -257,9 +271,16 @@ impl Vm {
     /// Builds an initramfs around `agent` (with `extra` agent arguments) and boots it;
     /// returns once the agent answered guest-sync.
     pub fn boot(agent: &Path, extra: &[&str]) -> Vm {
+        Self::boot_with(agent, &[], extra)
+    }
+
+    /// Like [`Vm::boot`], with options for build-initramfs.sh (`--add SRC:DEST`,
+    /// `--module NAME`).
+    pub fn boot_with(agent: &Path, build_opts: &[&str], extra: &[&str]) -> Vm {
         let dir = TempDir::new();
         let scripts = workspace_root().join("scripts/vm");
         let status = Command::new(scripts.join("build-initramfs.sh"))
+            .args(build_opts)
             .arg(agent)
             .arg(&dir.0)
             .arg("--")
@@ -269,7 +290,7 @@ impl Vm {
             .expect("build-initramfs.sh");
         assert!(status.success(), "build-initramfs.sh failed");
         let status = Command::new(scripts.join("run-vm.sh"))
-            .args(["--lifetime", "900", "--timeout", "120"])
+            .args(["--lifetime", "900", "--timeout", "180"])
             .arg(&dir.0)
             .stdout(Stdio::null())
             .status()
@@ -326,6 +347,29 @@ pub fn static_agent() -> PathBuf {
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     })
     .clone()
+}
+
+/// An example program of this crate, built static like the agent (for use in the VM).
+pub fn static_example(name: &str) -> PathBuf {
+    let status = Command::new("cargo")
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "qga-agent",
+            "--example",
+            name,
+        ])
+        .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+        .arg(workspace_root().join("target/static"))
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .status()
+        .expect("cargo build --example");
+    assert!(status.success(), "static build of example {name} failed");
+    workspace_root()
+        .join("target/static/x86_64-unknown-linux-gnu/release/examples")
+        .join(name)
 }
 
 /// VMs are heavy under TCG on two cores: tests take turns.
