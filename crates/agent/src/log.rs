@@ -149,8 +149,8 @@ impl Logger {
         }
         if let Some(s) = self.syslog.get() {
             let pri = syslog::FACILITY_USER | syslog::SEVERITY_INFO;
-            let line = format!("{}: {msg}", Level::Info.as_str());
-            if s.send(pri, None, &line, SystemTime::now()).is_ok() {
+            let parts = [Level::Info.as_str(), ": ", msg];
+            if s.send_parts(pri, None, &parts, SystemTime::now()).is_ok() {
                 return;
             }
         }

@@ -41,7 +41,16 @@ pub const SEVERITY_INFO: u8 = 6;
 pub struct Syslog {
     path: PathBuf,
     ident: String,
-    sock: Mutex<Option<UnixDatagram>>,
+    state: Mutex<State>,
+}
+
+/// What sends share: the socket, the last time stamp (localtime once a second, not per
+/// message: qemu-ga's ping sends one line per request) and the datagram buffer.
+#[derive(Default)]
+struct State {
+    sock: Option<UnixDatagram>,
+    stamp: Option<(u64, String)>,
+    buf: Vec<u8>,
 }
 
 impl Syslog {
@@ -50,7 +59,7 @@ impl Syslog {
         Syslog {
             path: path.into(),
             ident: ident.into(),
-            sock: Mutex::new(None),
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -66,14 +75,33 @@ impl Syslog {
     /// Sends one message with priority `pri` (facility | severity), stamped `when`, with
     /// `pid` after the ident when given.
     pub fn send(&self, pri: u8, pid: Option<u32>, msg: &str, when: SystemTime) -> io::Result<()> {
-        let data = datagram(pri, &timestamp(when), &self.ident, pid, msg);
-        let mut sock = self.sock.lock().unwrap_or_else(|e| e.into_inner());
+        self.send_parts(pri, pid, &[msg], when)
+    }
+
+    /// [`Syslog::send`] of the message made of `parts` one after the other.
+    pub fn send_parts(
+        &self,
+        pri: u8,
+        pid: Option<u32>,
+        parts: &[&str],
+        when: SystemTime,
+    ) -> io::Result<()> {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let State { sock, stamp, buf } = &mut *guard;
+        let secs = seconds(when);
+        let stamp = match stamp {
+            Some((s, text)) if *s == secs => text,
+            _ => &mut stamp.insert((secs, timestamp(when))).1,
+        };
+        buf.clear();
+        write_datagram(buf, pri, stamp, &self.ident, pid, parts);
+        let data = &buf[..];
         for attempt in 0..2 {
             if sock.is_none() {
                 *sock = Some(self.connect()?);
             }
             let Some(s) = sock.as_ref() else { break };
-            match s.send(&data) {
+            match s.send(data) {
                 Ok(_) => return Ok(()),
                 Err(e)
                     if attempt == 0
@@ -97,6 +125,9 @@ impl Syslog {
     }
 
     fn connect(&self) -> io::Result<UnixDatagram> {
+        // Without a logger (minimal guests) glibc makes, closes and fails to connect a
+        // socket for every line, and a line goes out per ping: one stat instead.
+        std::fs::metadata(&self.path)?;
         let s = UnixDatagram::unbound()?;
         s.set_write_timeout(Some(SEND_TIMEOUT))?;
         s.connect(&self.path)?;
@@ -106,17 +137,43 @@ impl Syslog {
 
 /// `<pri>stamp ident[pid]: msg`, as glibc formats it for `/dev/log`.
 pub fn datagram(pri: u8, stamp: &str, ident: &str, pid: Option<u32>, msg: &str) -> Vec<u8> {
-    let pid = pid.map(|p| format!("[{p}]")).unwrap_or_default();
-    format!("<{pri}>{stamp} {ident}{pid}: {msg}").into_bytes()
+    let mut out = Vec::new();
+    write_datagram(&mut out, pri, stamp, ident, pid, &[msg]);
+    out
+}
+
+/// [`datagram`] into `out`, the message made of `parts`.
+fn write_datagram(
+    out: &mut Vec<u8>,
+    pri: u8,
+    stamp: &str,
+    ident: &str,
+    pid: Option<u32>,
+    parts: &[&str],
+) {
+    use std::io::Write as _;
+    let _ = write!(out, "<{pri}>");
+    out.extend_from_slice(stamp.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(ident.as_bytes());
+    if let Some(pid) = pid {
+        let _ = write!(out, "[{pid}]");
+    }
+    out.extend_from_slice(b": ");
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+    }
+}
+
+fn seconds(when: SystemTime) -> u64 {
+    when.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The RFC 3164 time stamp glibc writes (`%h %e %T`, local time): `Nov  6 07:15:32`.
 pub fn timestamp(when: SystemTime) -> String {
-    let secs = when
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let t = libc::time_t::try_from(secs).unwrap_or(0);
+    let t = libc::time_t::try_from(seconds(when)).unwrap_or(0);
     // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for
     // the duration of the call, and localtime_r is thread-safe.
     let tm = unsafe {
