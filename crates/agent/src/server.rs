@@ -316,55 +316,100 @@ type Queued = (Message, Arc<Conn>, Arc<str>, usize);
 /// Requests waiting for the executor, and the total size of those and the one running.
 #[derive(Default)]
 struct Queue {
-    items: Mutex<(VecDeque<Queued>, usize)>,
+    state: Mutex<QueueState>,
     changed: Condvar,
 }
 
+/// Why the reader sleeps: for room in the queue, or for requests' bytes to go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReaderWait {
+    Room,
+    Bytes,
+}
+
+/// A wakeup is a system call and a context switch, so each side is woken only when
+/// what it waits for has happened, and a reader blocked on a full queue only once half
+/// of it has drained (pipelined requests would otherwise cost a wakeup each).
+#[derive(Default)]
+struct QueueState {
+    items: VecDeque<Queued>,
+    /// Bytes of the queued requests and of the one running.
+    bytes: usize,
+    /// The executor sleeps for a request.
+    executor_asleep: bool,
+    /// The reader sleeps, and why.
+    reader_asleep: Option<ReaderWait>,
+}
+
+type Guard<'a> = std::sync::MutexGuard<'a, QueueState>;
+
 impl Queue {
+    fn lock(&self) -> Guard<'_> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, g: Guard<'a>) -> Guard<'a> {
+        self.changed.wait(g).unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Queues a message; blocks while the queue is full (backpressure on the host).
     fn push(&self, msg: Message, conn: Arc<Conn>, who: Arc<str>) {
         let size = match &msg {
             Ok(v) => approx_size(v),
             Err(e) => e.len(),
         };
-        let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
-        while !g.0.is_empty() && (g.0.len() >= QUEUE_MAX_COUNT || g.1 + size > QUEUE_MAX_BYTES) {
-            g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+        let mut g = self.lock();
+        while !g.items.is_empty()
+            && (g.items.len() >= QUEUE_MAX_COUNT || g.bytes + size > QUEUE_MAX_BYTES)
+        {
+            g.reader_asleep = Some(if g.items.len() >= QUEUE_MAX_COUNT {
+                ReaderWait::Room
+            } else {
+                ReaderWait::Bytes
+            });
+            g = self.wait(g);
+            g.reader_asleep = None;
         }
-        g.1 += size;
-        g.0.push_back((msg, conn, who, size));
-        self.changed.notify_all();
+        g.bytes += size;
+        g.items.push_back((msg, conn, who, size));
+        if g.executor_asleep {
+            self.changed.notify_all();
+        }
     }
 
     /// The next message. Its size stays counted until [`Queue::done`].
     fn pop(&self) -> Queued {
-        let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.lock();
         loop {
-            if let Some(item) = g.0.pop_front() {
-                self.changed.notify_all();
+            if let Some(item) = g.items.pop_front() {
+                if g.reader_asleep == Some(ReaderWait::Room) && g.items.len() <= QUEUE_MAX_COUNT / 2
+                {
+                    self.changed.notify_all();
+                }
                 return item;
             }
-            g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+            g.executor_asleep = true;
+            g = self.wait(g);
+            g.executor_asleep = false;
         }
     }
 
     /// The executor finished a message of `size` bytes (its request is freed).
     fn done(&self, size: usize) {
-        let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
-        let before = g.1;
-        g.1 -= size;
-        // Only the reader can be waiting on bytes: in wait_below, or in push behind
-        // queued messages.
-        if before >= READ_AHEAD_MAX || !g.0.is_empty() {
+        let mut g = self.lock();
+        g.bytes -= size;
+        if g.reader_asleep == Some(ReaderWait::Bytes) {
             self.changed.notify_all();
         }
     }
 
     /// Waits while requests of `max` bytes or more are queued or running.
     fn wait_below(&self, max: usize) {
-        let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
-        while g.1 >= max {
-            g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
+        let mut g = self.lock();
+        while g.bytes >= max {
+            g.reader_asleep = Some(ReaderWait::Bytes);
+            g = self.wait(g);
+            g.reader_asleep = None;
         }
     }
 }
