@@ -89,13 +89,24 @@ impl Conn {
         F: FnMut(usize, Value) -> Result<(), String>,
     {
         let writer_stream = self.stream.try_clone().map_err(|e| e.to_string())?;
-        let (credit_tx, credit_rx) = mpsc::sync_channel::<()>(window);
-        for _ in 0..window {
+        // A window of at least `n` needs no credits: the socket's buffer and the agent's
+        // own queue limit are the only brakes (no thread handoff per request).
+        let window = window.min(n);
+        let unlimited = window == n;
+        let (credit_tx, credit_rx) = mpsc::sync_channel::<()>(window.max(1));
+        for _ in 0..window.max(1) {
             let _ = credit_tx.send(());
         }
         let request = &request;
         std::thread::scope(|s| {
-            let writer = s.spawn(move || write_requests(&writer_stream, n, request, &credit_rx));
+            let writer = s.spawn(move || {
+                write_requests(
+                    &writer_stream,
+                    n,
+                    request,
+                    (!unlimited).then_some(&credit_rx),
+                )
+            });
             let mut result = Ok(());
             for i in 0..n {
                 let reply = self.recv().and_then(|v| on_reply(i, v));
@@ -103,7 +114,9 @@ impl Conn {
                     result = Err(e);
                     break;
                 }
-                let _ = credit_tx.send(());
+                if !unlimited {
+                    let _ = credit_tx.send(());
+                }
             }
             if result.is_err() {
                 // Unblock the writer: it may wait for a credit or on a full socket.
@@ -124,12 +137,19 @@ fn write_requests<'a>(
     mut stream: &UnixStream,
     n: usize,
     request: &(impl Fn(usize) -> &'a [u8] + Sync),
-    credits: &mpsc::Receiver<()>,
+    credits: Option<&mpsc::Receiver<()>>,
 ) -> Result<(), String> {
     let mut batch = Vec::with_capacity(BATCH * 2);
     let mut i = 0;
+    let take = |blocking: bool| match credits {
+        None => true,
+        Some(c) if blocking => c.recv().is_ok(),
+        Some(c) => c.try_recv().is_ok(),
+    };
     while i < n {
-        credits.recv().map_err(|_| "reader stopped")?;
+        if !take(true) {
+            return Err("reader stopped".into());
+        }
         let req = request(i);
         i += 1;
         if req.len() >= BATCH {
@@ -137,7 +157,7 @@ fn write_requests<'a>(
             continue;
         }
         batch.extend_from_slice(req);
-        while i < n && batch.len() < BATCH && credits.try_recv().is_ok() {
+        while i < n && batch.len() < BATCH && take(false) {
             batch.extend_from_slice(request(i));
             i += 1;
         }

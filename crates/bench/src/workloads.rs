@@ -29,12 +29,13 @@ pub fn ping(agent: &Agent, n: usize) -> Result<Figures, String> {
     ])
 }
 
-/// `n` pings written back to back (up to 1024 unanswered): commands per second.
+/// `n` pings written back to back, as fast as the socket takes them: commands per
+/// second.
 pub fn pipelined(agent: &Agent, n: usize) -> Result<Figures, String> {
     let mut conn = agent.connect()?;
     let req: &[u8] = br#"{"execute":"guest-ping"}"#;
     let t = Instant::now();
-    conn.pipeline(n, 1024, |_| req, |_, v| client::returned(v).map(drop))?;
+    conn.pipeline(n, n, |_| req, |_, v| client::returned(v).map(drop))?;
     let secs = t.elapsed().as_secs_f64();
     Ok(vec![("pipelined".into(), n as f64 / secs)])
 }
