@@ -53,7 +53,9 @@ fn run(vm: &Vm, requests: &[String]) -> Vec<String> {
     // eth0's IPv6 link-local address appears only once duplicate address detection
     // finished (a second or two after boot): wait for it, so both guests compare alike.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !c.cmd(r#"{"execute":"guest-network-get-interfaces"}"#).contains("fe80::")
+    while !c
+        .cmd(r#"{"execute":"guest-network-get-interfaces"}"#)
+        .contains("fe80::")
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(std::time::Duration::from_millis(200));
