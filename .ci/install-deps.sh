@@ -17,6 +17,9 @@
 #        kernel/vmlinuz                    guest kernel linux-image-6.1.0-N-cloud-amd64
 #        kernel/modules                    its module tree (lib/modules/<release>)
 #        kernel/release                    the kernel release string
+#        rootfs/bookworm                   Debian rootfs (debootstrap minbase + systemd,
+#                                          udev, dbus) for the package tests, made
+#                                          by scripts/package/build-rootfs.sh (~75 s once)
 #   3. Checks that Rust static linking works (gnu target + crt-static).
 #
 # Environment:
@@ -28,7 +31,11 @@ set -euo pipefail
 
 CACHE=${QGA_TEST_CACHE:-/var/cache/qga-test}
 QGA_REF_VERSION=10.0.2                 # reference qemu-ga expected from bookworm-backports
-HOST_PKGS=(busybox-static cpio e2fsprogs xz-utils libc6-dev)
+HOST_PKGS=(busybox-static cpio e2fsprogs xz-utils libc6-dev
+    # Debian packaging and its tests (crates/agent/tests/package.rs): dpkg-shlibdeps,
+    # lintian (~130 packages, ~30 s once), shellcheck, dash and groff for the scripts
+    # and man pages, debootstrap for the test rootfs.
+    dpkg-dev lintian shellcheck dash groff-base debootstrap)
 BPO_PKGS=(qemu-system-x86 qemu-system-common qemu-system-data seabios)
 
 T0=$(date +%s.%N)
@@ -250,6 +257,14 @@ if [[ ! -f $KDIR/vmlinuz || ! -d $KDIR/modules || ! -s $KDIR/release ]]; then
     log "guest kernel $krel -> $KDIR/vmlinuz"
 fi
 log "guest kernel: $KDIR/vmlinuz ($(cat "$KDIR/release"))"
+
+# ---------------------------------------------------------------------------
+# 2c. Debian rootfs for the package tests (debootstrap; warm: instant)
+# ---------------------------------------------------------------------------
+ROOTFS_SCRIPT=$(cd "$(dirname "$0")/.." && pwd)/scripts/package/build-rootfs.sh
+[[ -x $ROOTFS_SCRIPT ]] || die "$ROOTFS_SCRIPT missing or not executable"
+rootfs=$("$ROOTFS_SCRIPT") || die "scripts/package/build-rootfs.sh failed (log: $LOG_DIR/debootstrap.log)"
+log "package test rootfs: $rootfs ($(grep -m 1 '^debootstrap-seconds=' "$rootfs/.qga-rootfs" | cut -d= -f2) s to make)"
 
 # ---------------------------------------------------------------------------
 # 3. Rust: static binaries = gnu target + `-C target-feature=+crt-static`

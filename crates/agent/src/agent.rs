@@ -131,15 +131,16 @@ impl Agent {
         }
     }
 
-    /// Whether the command is enabled now: the allow list, then the block list, and
-    /// while frozen only the freeze-safe commands (qemu-ga's `ga_apply_command_filters`).
-    pub fn is_enabled(&self, name: &str, frozen_ok: bool) -> bool {
-        if self.is_frozen() {
-            return frozen_ok;
-        }
-        let allowed =
-            self.config.allow_rpcs.is_empty() || self.config.allow_rpcs.iter().any(|n| n == name);
-        allowed && !self.config.block_rpcs.iter().any(|n| n == name)
+    /// Whether the command is enabled now: the profile, the allow list, then the block
+    /// list, and while frozen only the freeze-safe commands (qemu-ga's
+    /// `ga_apply_command_filters`, with the profile in front).
+    pub fn is_enabled(&self, cmd: &crate::dispatch::CommandDef) -> bool {
+        self.denial(cmd).is_none()
+    }
+
+    /// Why the command is disabled now (`None`: enabled); see [`crate::policy::denial`].
+    pub fn denial(&self, cmd: &crate::dispatch::CommandDef) -> Option<String> {
+        crate::policy::denial(&self.config, self.is_frozen(), cmd)
     }
 
     /// Takes the next file handle and commits the new counter to `qga.state` before

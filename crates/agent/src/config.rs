@@ -17,6 +17,7 @@ mod keyfile;
 use std::process::ExitCode;
 use std::time::Duration;
 
+pub use crate::policy::Profile;
 pub use diagnostic::{ConfigError, Diagnostic};
 use getopt::{Event, HasArg, LongOpt, ShortOpt, Spec};
 
@@ -107,6 +108,11 @@ pub struct Config {
     pub allow_rpcs: Vec<String>,
     /// Extension: thaw automatically when the guest has stayed frozen this long.
     pub fsfreeze_timeout: Option<Duration>,
+    /// Extension: the command profile, applied before the allow and block lists.
+    pub profile: Profile,
+    /// Extension: drop the capabilities no enabled command needs (and more, see
+    /// [`crate::policy::hardening_plan`]).
+    pub harden: bool,
     /// Socket activation: the listening socket systemd passed (fd 3), to serve instead of
     /// opening `path`; `method` then says which kind it is.
     pub listen_fd: Option<i32>,
@@ -127,6 +133,8 @@ impl Default for Config {
             block_rpcs: Vec::new(),
             allow_rpcs: Vec::new(),
             fsfreeze_timeout: None,
+            profile: Profile::Full,
+            harden: false,
             listen_fd: None,
         }
     }
@@ -237,6 +245,8 @@ enum Flag {
     Statedir,
     RetryPath,
     FsfreezeTimeout,
+    Profile,
+    Harden,
 }
 
 const fn short(ch: char, has_arg: HasArg, val: Flag) -> ShortOpt<Flag> {
@@ -287,11 +297,11 @@ const LONG: &[LongOpt<Flag>] = &[
 ];
 
 /// Our extensions, matched only when no qemu-ga option does.
-const EXTENSIONS: &[LongOpt<Flag>] = &[long(
-    "fsfreeze-timeout",
-    HasArg::Required,
-    Flag::FsfreezeTimeout,
-)];
+const EXTENSIONS: &[LongOpt<Flag>] = &[
+    long("fsfreeze-timeout", HasArg::Required, Flag::FsfreezeTimeout),
+    long("profile", HasArg::Required, Flag::Profile),
+    long("harden", HasArg::No, Flag::Harden),
+];
 
 /// qemu-ga's `GAConfig` while parsing: strings as given, defaults applied at the end.
 #[derive(Debug, Default)]
@@ -309,6 +319,8 @@ struct Settings {
     allow_rpcs: Vec<String>,
     dumpconf: bool,
     fsfreeze_timeout: Option<u32>,
+    profile: Option<Profile>,
+    harden: bool,
 }
 
 /// qemu-ga's `split_list`: split on `,` only, pieces prepended (so reversed).
@@ -410,6 +422,20 @@ fn apply_options(
                     ))
                 })?);
             }
+            Flag::Profile => {
+                let v = value();
+                if v == "help" || v == "?" {
+                    return Ok(Some(Action::Print(crate::policy::profiles_listing())));
+                }
+                s.profile = Some(Profile::from_name(&v).ok_or_else(|| {
+                    let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+                    ConfigError::critical(format!(
+                        "invalid value for --profile: '{v}' (expected {}, or help)",
+                        names.join(", ")
+                    ))
+                })?);
+            }
+            Flag::Harden => s.harden = true,
         }
     }
     Ok(None)
@@ -507,6 +533,8 @@ fn finish(mut s: Settings, env: &dyn Environment) -> Result<Action, ConfigError>
             .fsfreeze_timeout
             .filter(|&t| t > 0)
             .map(|t| Duration::from_secs(u64::from(t))),
+        profile: s.profile.unwrap_or_default(),
+        harden: s.harden,
         listen_fd,
     }))
 }

@@ -3,13 +3,16 @@
 //! envelope checks in QEMU's order and hash-table member order, `id` echo rules,
 //! CommandNotFound for unknown and disabled commands, argument decoding, no reply on
 //! success for `success-response: false` commands, and the 0xFF before a
-//! guest-sync-delimited reply.
+//! guest-sync-delimited reply. It also applies the policy of [`crate::policy`]: profile
+//! filter and audit line.
 
 use qga_proto::{Dict, Value};
 
 use crate::agent::Agent;
 use crate::commands::COMMANDS;
 use crate::error::Result;
+use crate::policy::audit::{self, Outcome};
+use crate::policy::Category;
 
 /// A handler after argument decoding was wrapped around it by [`command!`].
 pub type RunFn = fn(&Agent, &Dict) -> Result<Value>;
@@ -19,6 +22,8 @@ pub type RunFn = fn(&Agent, &Dict) -> Result<Value>;
 pub struct CommandDef {
     /// Wire name.
     pub name: &'static str,
+    /// What the command does: decides profiles, audit and hardening.
+    pub category: Category,
     /// Decodes the arguments and runs the handler.
     pub run: RunFn,
     /// Stays enabled while the filesystems are frozen.
@@ -29,9 +34,10 @@ pub struct CommandDef {
 
 impl CommandDef {
     /// A row with the default policy (disabled while frozen, replies on success).
-    pub const fn new(name: &'static str, run: RunFn) -> Self {
+    pub const fn new(name: &'static str, category: Category, run: RunFn) -> Self {
         CommandDef {
             name,
+            category,
             run,
             frozen_ok: false,
             success_response: true,
@@ -51,16 +57,22 @@ impl CommandDef {
     }
 }
 
-/// Builds a table row from an arguments type (which carries the command's name and
-/// return type) and a typed handler `fn(&Agent, Args) -> Result<Returns>`.
+/// Builds a table row from a [`Category`] (a variant name), an arguments type (which
+/// carries the command's name and return type) and a typed handler
+/// `fn(&Agent, Args) -> Result<Returns>`: `command!(Info: GuestGetTimeArgs => core::get_time)`.
+/// There is no default category: a row without one does not compile.
 #[macro_export]
 macro_rules! command {
-    ($args:ty => $handler:path) => {
-        $crate::dispatch::CommandDef::new(<$args as qga_proto::Command>::NAME, |agent, args| {
-            let args: $args = qga_proto::qapi::decode_args(args)?;
-            let ret: <$args as qga_proto::Command>::Returns = $handler(agent, args)?;
-            Ok(qga_proto::ToQapi::into_qapi(ret))
-        })
+    ($category:ident : $args:ty => $handler:path) => {
+        $crate::dispatch::CommandDef::new(
+            <$args as qga_proto::Command>::NAME,
+            $crate::policy::Category::$category,
+            |agent, args| {
+                let args: $args = qga_proto::qapi::decode_args(args)?;
+                let ret: <$args as qga_proto::Command>::Returns = $handler(agent, args)?;
+                Ok(qga_proto::ToQapi::into_qapi(ret))
+            },
+        )
     };
 }
 
@@ -111,10 +123,19 @@ fn finish(mut rsp: Dict, id: Option<&Value>, delimit: bool) -> Reply {
     Reply { json, delimit }
 }
 
+/// [`handle_from`] for a caller without a connection (tests, in-process use).
+pub fn handle(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option<Reply> {
+    handle_from(agent, msg, "local caller")
+}
+
 /// Handles one message from the JSON streamer: a parsed value, or the description of
 /// a JSON error. Returns the reply to send, or `None` when the command succeeded and
-/// sends no reply.
-pub fn handle(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option<Reply> {
+/// sends no reply. `caller` names the connection for the audit line.
+pub fn handle_from(
+    agent: &Agent,
+    msg: std::result::Result<Value, Vec<u8>>,
+    caller: &str,
+) -> Option<Reply> {
     let request = match msg {
         Ok(v) => v,
         Err(desc) => return Some(error_reply(ErrorClass::GenericError, desc, None)),
@@ -163,7 +184,18 @@ pub fn handle(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option
         desc.extend_from_slice(b" has not been found");
         return not_found(desc);
     };
-    if !agent.is_enabled(cmd.name, cmd.frozen_ok) {
+    let empty = Dict::new();
+    let args = match dict.get("arguments") {
+        Some(Value::Dict(a)) => a,
+        _ => &empty,
+    };
+    if let Some(why) = agent.denial(cmd) {
+        if cmd.category.audited() {
+            agent.log.audit_event(
+                false,
+                &audit::line(cmd, caller, args, Outcome::Denied(&why)),
+            );
+        }
         return not_found(
             format!(
                 "Command {} has been disabled: the command is not allowed",
@@ -172,12 +204,16 @@ pub fn handle(agent: &Agent, msg: std::result::Result<Value, Vec<u8>>) -> Option
             .into_bytes(),
         );
     }
-    let empty = Dict::new();
-    let args = match dict.get("arguments") {
-        Some(Value::Dict(a)) => a,
-        _ => &empty,
-    };
-    match (cmd.run)(agent, args) {
+    let result = (cmd.run)(agent, args);
+    if cmd.category.audited() {
+        let (ok, outcome) = match &result {
+            Ok(ret) => (true, Outcome::Ok(ret)),
+            Err(e) => (false, Outcome::Err(e.desc())),
+        };
+        let line = audit::line(cmd, caller, args, outcome);
+        agent.log.audit_event(ok, &line);
+    }
+    match result {
         Err(e) => generic(c_string_bytes(e.desc())),
         Ok(_) if !cmd.success_response => None,
         Ok(ret) => {

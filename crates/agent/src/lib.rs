@@ -5,7 +5,8 @@
 //! - [`dispatch`]: request envelope checks, policy and argument decoding;
 //! - [`commands`]: the command table and one module per command family;
 //! - [`sys`]: syscalls and `/proc`/`/sys` parsers;
-//! - [`log`]: qemu-ga's log format.
+//! - [`policy`]: command categories, profiles, audit log and hardening;
+//! - [`log`]: qemu-ga's log format, syslog and the audit sink.
 
 pub mod agent;
 pub mod channel;
@@ -14,5 +15,6 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod log;
+pub mod policy;
 pub mod server;
 pub mod sys;

@@ -79,6 +79,7 @@ pub fn run(mut config: Config) -> Result<(), String> {
         Err(_) => true,
     };
     let log = Logger::stderr(config.verbose);
+    log.set_syslog(crate::sys::syslog::Syslog::from_env());
     if !frozen {
         if let Some(path) = &config.logfile {
             let f = std::fs::OpenOptions::new()
@@ -127,6 +128,13 @@ pub fn run(mut config: Config) -> Result<(), String> {
     }
     if config.path.is_none() {
         config.path = config.method.default_path().map(String::from);
+    }
+    if config.harden {
+        // Before any thread exists: capabilities are per thread, new ones inherit them.
+        let plan = crate::policy::hardening_plan(&config, frozen);
+        let done = crate::sys::harden::apply(&plan)
+            .map_err(|e| format!("failed to harden the agent: {e}"))?;
+        log.log(Level::Info, &done);
     }
     let agent = Arc::new(Agent::new(config, log, frozen, fd_counter));
     start_signal_thread(agent.clone())?;
@@ -180,10 +188,11 @@ fn open_channel(config: &Config, log: &Logger) -> Result<Channel, String> {
 }
 
 /// The reader: accept a connection, read it until EOF, feed the streamer, queue each
-/// message with the connection its reply goes to.
+/// message with the connection its reply goes to and its description for the audit log.
 fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
     let mut streamer = Streamer::new();
     let mut buf = vec![0u8; READ_CHUNK];
+    let mut clients = 0u64;
     loop {
         let conn = match channel.accept() {
             Ok(c) => c,
@@ -199,14 +208,20 @@ fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
                 }
             }
         };
-        agent.log.log(Level::Debug, "new client connected");
+        clients += 1;
+        let who: Arc<str> = describe(agent.config.method, &conn, clients).into();
+        agent
+            .log
+            .log(Level::Debug, &format!("new client connected: {who}"));
         loop {
             match conn.read(&mut buf) {
                 Ok(0) => {
                     agent.log.log(Level::Debug, "client disconnected");
                     break;
                 }
-                Ok(n) => streamer.feed(&buf[..n], &mut |msg| queue.push(msg, conn.clone())),
+                Ok(n) => streamer.feed(&buf[..n], &mut |msg| {
+                    queue.push(msg, conn.clone(), who.clone())
+                }),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if !channel.is_device() => {
                     // One client's connection on a listening socket failed: ECONNRESET
@@ -233,6 +248,21 @@ fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
     }
 }
 
+/// Who is on `conn`, for the audit log: `virtio-serial host`, `unix-listen client #3
+/// (pid 812, uid 0)`, `vsock-listen client #2 (cid 2, port 1234)`.
+fn describe(method: crate::config::Method, conn: &Conn, n: u64) -> String {
+    use std::os::fd::AsRawFd;
+    let peer = match conn {
+        Conn::Device { .. } => return format!("{} host", method.as_str()),
+        Conn::Unix(s) => crate::sys::peer::unix_peer(s.as_raw_fd()),
+        Conn::Vsock(f) => crate::sys::peer::vsock_peer(f.as_raw_fd()),
+    };
+    match peer {
+        Some(p) => format!("{} client #{n} ({p})", method.as_str()),
+        None => format!("{} client #{n}", method.as_str()),
+    }
+}
+
 /// After a channel error: with `--retry-path`, reopen it every 5 s; otherwise stop.
 fn reopen(agent: &Agent, channel: &mut Channel) -> bool {
     if !agent.config.retry_path {
@@ -251,14 +281,14 @@ fn reopen(agent: &Agent, channel: &mut Channel) -> bool {
 /// The executor: one request at a time, in order; each reply written in full.
 fn executor(agent: &Agent, queue: &Queue) {
     loop {
-        let (msg, conn) = queue.pop();
+        let (msg, conn, who) = queue.pop();
         if let Err(e) = &msg {
             agent.log.log(
                 Level::Warning,
                 &format!("failed to parse event: {}", String::from_utf8_lossy(e)),
             );
         }
-        if let Some(reply) = dispatch::handle(agent, msg) {
+        if let Some(reply) = dispatch::handle_from(agent, msg, &who) {
             let mut out = Vec::with_capacity(reply.json.len() + 1);
             if reply.delimit {
                 out.push(0xFF);
@@ -273,8 +303,9 @@ fn executor(agent: &Agent, queue: &Queue) {
     }
 }
 
-/// A queued request: the message, the connection its reply goes to, its size.
-type Queued = (Message, Arc<Conn>, usize);
+/// A queued request: the message, the connection its reply goes to, who is on it, its
+/// size.
+type Queued = (Message, Arc<Conn>, Arc<str>, usize);
 
 /// Requests waiting for the executor, and their total size.
 #[derive(Default)]
@@ -285,7 +316,7 @@ struct Queue {
 
 impl Queue {
     /// Queues a message; blocks while the queue is full (backpressure on the host).
-    fn push(&self, msg: Message, conn: Arc<Conn>) {
+    fn push(&self, msg: Message, conn: Arc<Conn>, who: Arc<str>) {
         let size = match &msg {
             Ok(v) => approx_size(v),
             Err(e) => e.len(),
@@ -295,17 +326,17 @@ impl Queue {
             g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
         }
         g.1 += size;
-        g.0.push_back((msg, conn, size));
+        g.0.push_back((msg, conn, who, size));
         self.changed.notify_all();
     }
 
-    fn pop(&self) -> (Message, Arc<Conn>) {
+    fn pop(&self) -> (Message, Arc<Conn>, Arc<str>) {
         let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some((msg, conn, size)) = g.0.pop_front() {
+            if let Some((msg, conn, who, size)) = g.0.pop_front() {
                 g.1 -= size;
                 self.changed.notify_all();
-                return (msg, conn);
+                return (msg, conn, who);
             }
             g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner());
         }

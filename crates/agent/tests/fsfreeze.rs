@@ -130,7 +130,7 @@ dd if=/dev/zero of=/mnt/slow/big bs=1M count=24 2>/dev/null &
             assert!(ok, "build-initramfs.sh failed");
             let vm = Vm { dir };
             let ok = Command::new(script("run-vm.sh"))
-                .args(["--fresh-disk", "--lifetime", "900"])
+                .args(["--fresh-disk", "--lifetime", "900", "--timeout", "180"])
                 .arg(&vm.dir.0)
                 .arg("--")
                 .args(qemu_extra)
@@ -217,6 +217,7 @@ dd if=/dev/zero of=/mnt/slow/big bs=1M count=24 2>/dev/null &
 
     #[test]
     fn vm_freeze_thaw_trim_and_restart_match_qemu_ga() {
+        let _g = super::common::vm_lock();
         let ours = sequence(Path::new(env!("CARGO_BIN_EXE_qga-agent")));
         assert_eq!(ours[0], r#"{"return": "thawed"}"#);
         assert!(
@@ -251,6 +252,7 @@ dd if=/dev/zero of=/mnt/slow/big bs=1M count=24 2>/dev/null &
     /// thawed by the worker once the disk is unthrottled.
     #[test]
     fn vm_a_stuck_freeze_is_abandoned_after_the_bound() {
+        let _g = super::common::vm_lock();
         let slow = TempDir::new();
         let img = slow.join("slow.img");
         let ok = Command::new("qemu-img")

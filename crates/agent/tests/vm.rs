@@ -99,3 +99,50 @@ fn vm_no_polling_while_the_host_is_away() {
         "our agent woke {ours} times while the host was away"
     );
 }
+
+#[test]
+fn vm_vsock_listen_serves_a_vsock_client() {
+    let _g = vm_lock();
+    let probe = common::static_example("vsock_probe");
+    let add = format!("{}:/usr/bin/vsock-probe", probe.display());
+    let vm = Vm::boot_with(
+        &static_agent(),
+        &["--add", &add, "--module", "vsock_loopback"],
+        &[],
+    );
+    let mut c = vm.connect();
+    // A second agent on vsock, started through the first one; then a vsock client.
+    let start = c.cmd(
+        r#"{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","mkdir -p /tmp/v && /usr/sbin/qemu-ga -m vsock-listen -p 1:5000 -t /tmp/v >/tmp/v/log 2>&1 &"]}}"#,
+    );
+    assert!(start.starts_with(r#"{"return": {"pid": "#), "{start}");
+    let mut reply = String::new();
+    for _ in 0..50 {
+        let run = c.cmd(
+            r#"{"execute":"guest-exec","arguments":{"path":"/usr/bin/vsock-probe","arg":["1","5000","{\"execute\":\"guest-sync\",\"arguments\":{\"id\":55}}"],"capture-output":true}}"#,
+        );
+        let pid = run
+            .trim_start_matches(r#"{"return": {"pid": "#)
+            .trim_end_matches("}}")
+            .to_string();
+        let status = loop {
+            let s = c.cmd(&format!(
+                r#"{{"execute":"guest-exec-status","arguments":{{"pid":{pid}}}}}"#
+            ));
+            if s.contains(r#""exited": true"#) {
+                break s;
+            }
+        };
+        if status.contains(r#""exitcode": 0"#) {
+            let b64 = status
+                .split(r#""out-data": ""#)
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("");
+            reply = decode_b64(b64);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(reply, "{\"return\": 55}\n");
+}

@@ -329,6 +329,16 @@ pub fn format_g17(x: f64) -> String {
     out
 }
 
+/// An object's keys in serialization order (for tests that pin Appendix A's orders).
+#[cfg(test)]
+pub(crate) fn keys(v: &Value) -> Vec<String> {
+    v.as_dict()
+        .expect("object")
+        .iter()
+        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

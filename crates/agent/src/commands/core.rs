@@ -37,7 +37,7 @@ pub fn info(agent: &Agent, _: GuestInfoArgs) -> Result<GuestAgentInfo> {
         .rev()
         .map(|c| GuestAgentCommandInfo {
             name: c.name.to_string(),
-            enabled: agent.is_enabled(c.name, c.frozen_ok),
+            enabled: agent.is_enabled(c),
             success_response: c.success_response,
         })
         .collect();

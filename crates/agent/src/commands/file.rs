@@ -121,6 +121,9 @@ pub fn open(agent: &Agent, args: GuestFileOpenArgs) -> Result<i64> {
         .files
         .table()
         .insert(handle, Arc::new(Mutex::new(Some(file))));
+    agent
+        .log
+        .audit(&format!("guest-file-open, handle: {handle}"));
     Ok(handle)
 }
 

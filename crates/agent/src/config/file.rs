@@ -2,7 +2,7 @@
 //! read key by key in its order, with its error handling) and `config_dump` (`-D`).
 
 use super::keyfile::{self, KeyFile};
-use super::{parse_seconds, split_list, ConfigError, Diagnostic, Settings};
+use super::{parse_seconds, split_list, ConfigError, Diagnostic, Profile, Settings};
 
 /// qemu-ga's `config_load`: read `[general]` from the key file at `path`. A missing file
 /// is fine unless it was named with `-c`. Every key is read even after an error; GLib
@@ -80,6 +80,15 @@ pub(super) fn load_config(
             None => error(keyfile::uninterpretable("fsfreeze-timeout")),
         }
     }
+    if let Some(v) = string("profile", &mut error) {
+        match Profile::from_name(&v) {
+            Some(p) => s.profile = Some(p),
+            None => error(keyfile::uninterpretable("profile")),
+        }
+    }
+    if let Some(b) = boolean("harden", &mut error) {
+        s.harden = b;
+    }
     match first_error {
         Some(msg) => Err(fail(&msg)),
         None => Ok(()),
@@ -128,6 +137,12 @@ pub(super) fn dump(s: &Settings, method: &str, pidfile: &str, statedir: &str) ->
     put("allow-rpcs", &s.allow_rpcs.join(","));
     if let Some(t) = s.fsfreeze_timeout.filter(|&t| t > 0) {
         put("fsfreeze-timeout", &t.to_string());
+    }
+    if let Some(p) = s.profile {
+        put("profile", p.name());
+    }
+    if s.harden {
+        put("harden", "true");
     }
     out
 }

@@ -12,6 +12,7 @@ use super::{
 pub(super) fn usage(argv0: &str) -> String {
     let version = crate::agent::VERSION;
     let frozen = frozen_note();
+    let profiles = profiles_note();
     format!(
         "\
 Usage: {argv0} [-m <method> -p <path>] [<options>]
@@ -63,6 +64,20 @@ ignores the config keys, so one config file serves both):
                       thaw the filesystems automatically when the guest has
                       stayed frozen longer than SECONDS (0 turns it off).
                       Config file key: fsfreeze-timeout
+      --profile=NAME  enable only the commands of a profile; -a and -b then
+                      narrow it further. Config file key: profile.
+                      --profile=help lists the commands of each profile:
+{profiles}
+      --harden        drop the capabilities no enabled command needs; when no
+                      enabled command runs a program (read-only), also narrow
+                      the bounding set, set no_new_privs and install a seccomp
+                      filter. Config file key: harden=true
+
+Audit: every command that is not sync, ping, info or read-only information
+leaves one line, after it ran or was refused: command, arguments (never file
+contents, input or output data, environments, passwords or keys), caller and
+result. It goes to syslog (/dev/log, facility authpriv) or, without it, to the
+log file or stderr; lines of a frozen period are sent after the thaw.
 
 Config file: group [general], keys named like the long options, except
 daemon=true for --daemonize; booleans are true/false/1/0. Command-line values
@@ -103,6 +118,43 @@ fn frozen_note() -> String {
          guest-fsfreeze-thaw. If no filesystem is actually frozen, remove the file and \
          restart the agent."
     ))
+}
+
+/// Each profile with its summary, indented under `--profile`.
+fn profiles_note() -> String {
+    let lines: Vec<String> = crate::policy::Profile::ALL
+        .iter()
+        .map(|p| {
+            wrap_indented(
+                &format!("{}: {}", p.name(), p.summary()),
+                "                        ",
+                "                          ",
+            )
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// Fills `text` into lines of at most 78 columns, the first one starting with `first`
+/// and the others with `rest`.
+fn wrap_indented(text: &str, first: &str, rest: &str) -> String {
+    let mut out = String::new();
+    let mut line = first.to_string();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.len() + 1 + word.len() > 78 {
+            out.push_str(&line);
+            out.push('\n');
+            line = rest.to_string();
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out + &line
 }
 
 /// Fills `text` into lines of at most 78 columns.

@@ -271,9 +271,16 @@ impl Vm {
     /// Builds an initramfs around `agent` (with `extra` agent arguments) and boots it;
     /// returns once the agent answered guest-sync.
     pub fn boot(agent: &Path, extra: &[&str]) -> Vm {
+        Self::boot_with(agent, &[], extra)
+    }
+
+    /// Like [`Vm::boot`], with options for build-initramfs.sh (`--add SRC:DEST`,
+    /// `--module NAME`).
+    pub fn boot_with(agent: &Path, build_opts: &[&str], extra: &[&str]) -> Vm {
         let dir = TempDir::new();
         let scripts = workspace_root().join("scripts/vm");
         let status = Command::new(scripts.join("build-initramfs.sh"))
+            .args(build_opts)
             .arg(agent)
             .arg(&dir.0)
             .arg("--")
@@ -283,7 +290,7 @@ impl Vm {
             .expect("build-initramfs.sh");
         assert!(status.success(), "build-initramfs.sh failed");
         let status = Command::new(scripts.join("run-vm.sh"))
-            .args(["--lifetime", "900", "--timeout", "120"])
+            .args(["--lifetime", "900", "--timeout", "180"])
             .arg(&dir.0)
             .stdout(Stdio::null())
             .status()
@@ -340,6 +347,29 @@ pub fn static_agent() -> PathBuf {
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     })
     .clone()
+}
+
+/// An example program of this crate, built static like the agent (for use in the VM).
+pub fn static_example(name: &str) -> PathBuf {
+    let status = Command::new("cargo")
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "qga-agent",
+            "--example",
+            name,
+        ])
+        .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+        .arg(workspace_root().join("target/static"))
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .status()
+        .expect("cargo build --example");
+    assert!(status.success(), "static build of example {name} failed");
+    workspace_root()
+        .join("target/static/x86_64-unknown-linux-gnu/release/examples")
+        .join(name)
 }
 
 /// VMs are heavy under TCG on two cores: tests take turns.

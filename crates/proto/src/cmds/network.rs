@@ -129,16 +129,8 @@ qapi_struct! {
 mod tests {
     use super::*;
     use crate::qapi::ToQapi;
-    use crate::value::Value;
 
-    fn keys(v: &Value) -> Vec<String> {
-        let Value::Dict(d) = v else {
-            panic!("not a dict")
-        };
-        d.iter()
-            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
-            .collect()
-    }
+    use crate::value::keys;
 
     /// Appendix A of the protocol reference: the key orders qemu-ga emits.
     #[test]

@@ -145,13 +145,7 @@ mod tests {
     use crate::qapi::{decode_args, ToQapi};
     use crate::value::{Dict, Value};
 
-    fn keys(v: &Value) -> Vec<String> {
-        v.as_dict()
-            .expect("object")
-            .iter()
-            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
-            .collect()
-    }
+    use crate::value::keys;
 
     #[test]
     fn key_order_matches_appendix_a() {

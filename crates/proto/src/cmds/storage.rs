@@ -389,13 +389,7 @@ qapi_command!(
 mod tests {
     use super::*;
 
-    fn keys(v: &Value) -> Vec<String> {
-        v.as_dict()
-            .expect("object")
-            .iter()
-            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
-            .collect()
-    }
+    use crate::value::keys;
 
     fn order(s: &str) -> Vec<String> {
         s.split(", ").map(str::to_owned).collect()

@@ -235,14 +235,7 @@ qapi_struct! {
 mod tests {
     use super::*;
 
-    fn keys(v: &Value) -> Vec<String> {
-        let Value::Dict(d) = v else {
-            panic!("not a dict")
-        };
-        d.iter()
-            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
-            .collect()
-    }
+    use crate::value::keys;
 
     fn s(x: &str) -> Option<String> {
         Some(x.to_string())
