@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for a fixed time budget each:
 #   scripts/fuzz.sh [SECONDS]        (default 60 per target)
-# Installs cargo-fuzz if missing. Starts from the checked-in seeds (fuzz/seeds/<target>)
+# Installs cargo-fuzz if missing (needs a C++ compiler for libFuzzer). Starts from the checked-in seeds (fuzz/seeds/<target>)
 # plus what earlier runs found (fuzz/corpus/<target>, not in git). Exits non-zero on any
 # crash, leak or timeout (the input is left in fuzz/artifacts/<target>/), and prints
 # the number of executions per target; the summary also goes to
@@ -13,9 +13,11 @@ SECS=${1:-60}
 [[ $SECS =~ ^[0-9]+$ && $SECS -gt 0 ]] || { echo "usage: $0 [SECONDS]" >&2; exit 2; }
 export RUSTC_BOOTSTRAP=1 CARGO_TERM_COLOR=never
 
+# Pinned for reproducible CI (about 2 minutes to build on two cores).
+CARGO_FUZZ_VERSION=${CARGO_FUZZ_VERSION:-0.13.2}
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "== installing cargo-fuzz"
-    cargo install cargo-fuzz --locked
+    echo "== installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION"
 fi
 
 targets=$(cd fuzz && cargo fuzz list)

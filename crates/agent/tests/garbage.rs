@@ -132,7 +132,7 @@ fn host_garbage_then_a_valid_request() {
     let allow = SAFE.join(",");
     let a = AgentProc::ours(&["-a", &allow]);
     let pid = a.pid();
-    let start = host_usage(pid);
+    let start = reliability::settled(|| host_usage(pid), 10);
     let mut c = a.connect();
 
     // A reader drains replies, so the agent never blocks writing them.

@@ -218,7 +218,8 @@ pub fn record(section: &str, lines: &[String]) {
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
-    let _ = std::fs::write(dir.join(format!("{section}.txt")), &text);
+    let file = section.replace(['/', '\0'], "-");
+    let _ = std::fs::write(dir.join(format!("{file}.txt")), &text);
     let mut sections: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
