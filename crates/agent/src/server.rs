@@ -289,12 +289,15 @@ fn executor(agent: &Agent, queue: &Queue) {
             );
         }
         if let Some(reply) = dispatch::handle_from(agent, msg, &who) {
-            let mut out = Vec::with_capacity(reply.json.len() + 1);
-            if reply.delimit {
-                out.push(0xFF);
-            }
-            out.extend_from_slice(&reply.json);
-            if let Err(e) = conn.write_all(&out) {
+            // The 0xFF goes out on its own rather than by copying a reply that may
+            // be 64 MiB.
+            let sent = match reply.delimit {
+                true => conn
+                    .write_all(&[0xFF])
+                    .and_then(|()| conn.write_all(&reply.json)),
+                false => conn.write_all(&reply.json),
+            };
+            if let Err(e) = sent {
                 agent
                     .log
                     .log(Level::Warning, &format!("error sending response: {e}"));
