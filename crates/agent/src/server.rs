@@ -232,6 +232,17 @@ fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
                     queue.push(msg, conn.clone(), who.clone())
                 }),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if !channel.is_device() => {
+                    // One client's connection on a listening socket failed: ECONNRESET
+                    // when the host closed it with replies still unread. That ends the
+                    // connection, not the agent (qemu-ga 10 exits 0 here, so a host that
+                    // hangs up early could stop it); the next client is accepted.
+                    agent.log.log(
+                        Level::Warning,
+                        &format!("error reading channel: {e}; closing the connection"),
+                    );
+                    break;
+                }
                 Err(e) => {
                     agent
                         .log

@@ -146,3 +146,60 @@ fn vm_vsock_listen_serves_a_vsock_client() {
     }
     assert_eq!(reply, "{\"return\": 55}\n");
 }
+
+#[test]
+fn vm_freeze_hook_runs_and_the_watchdog_thaws_a_forgotten_freeze() {
+    let _g = vm_lock();
+    let dir = common::TempDir::new();
+    let hook = dir.join("hook");
+    std::fs::write(&hook, "#!/bin/sh\necho \"hook $*\" >> /tmp/hook.log\n").expect("write hook");
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&hook, mode).expect("chmod hook");
+    let add = format!("{}:/usr/local/bin/qga-hook", hook.display());
+    let vm = Vm::boot_with(
+        &static_agent(),
+        &["--add", &add],
+        &["-F/usr/local/bin/qga-hook", "--fsfreeze-timeout=3"],
+    );
+    let mut c = vm.connect();
+    assert_eq!(
+        c.cmd(r#"{"execute":"guest-fsfreeze-freeze"}"#),
+        r#"{"return": 1}"#
+    );
+    assert_eq!(
+        c.cmd(r#"{"execute":"guest-fsfreeze-status"}"#),
+        r#"{"return": "frozen"}"#
+    );
+    // The host "forgets" the guest; the watchdog thaws it after 3 s.
+    let start = std::time::Instant::now();
+    while c.cmd(r#"{"execute":"guest-fsfreeze-status"}"#) != r#"{"return": "thawed"}"# {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "watchdog never thawed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert!(
+        start.elapsed() >= std::time::Duration::from_secs(2),
+        "thawed too early"
+    );
+    // The hook saw the freeze and the watchdog's thaw, in that order.
+    let open = c.cmd(r#"{"execute":"guest-file-open","arguments":{"path":"/tmp/hook.log"}}"#);
+    let handle = open
+        .trim_start_matches("{\"return\": ")
+        .trim_end_matches('}')
+        .to_string();
+    let read = c.cmd(&format!(
+        r#"{{"execute":"guest-file-read","arguments":{{"handle":{handle}}}}}"#
+    ));
+    let b64 = read
+        .split("\"buf-b64\": \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect(&read);
+    assert_eq!(decode_b64(b64), "hook freeze\nhook thaw\n");
+    // And the data disk is writable again.
+    let w =
+        c.cmd(r#"{"execute":"guest-file-open","arguments":{"path":"/mnt/data/after","mode":"w"}}"#);
+    assert!(w.starts_with("{\"return\": "), "{w}");
+}

@@ -50,6 +50,16 @@ fn normalize(reply: &str) -> String {
 
 fn run(vm: &Vm, requests: &[String]) -> Vec<String> {
     let mut c = vm.connect();
+    // eth0's IPv6 link-local address appears only once duplicate address detection
+    // finished (a second or two after boot): wait for it, so both guests compare alike.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !c
+        .cmd(r#"{"execute":"guest-network-get-interfaces"}"#)
+        .contains("fe80::")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     requests.iter().map(|r| normalize(&c.cmd(r))).collect()
 }
 

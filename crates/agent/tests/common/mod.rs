@@ -91,7 +91,7 @@ impl AgentProc {
                 cmd.env(k, v);
             }
         }
-        let child = cmd.spawn().expect("spawn agent");
+        let child = spawn_retrying(&mut cmd);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !sock.exists() {
             assert!(
@@ -156,6 +156,19 @@ impl AgentProc {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// Spawns `cmd`, retrying on ETXTBSY: a script a test has just written can be "busy"
+/// while another test thread's fork still holds the writer's descriptor.
+pub fn spawn_retrying(cmd: &mut Command) -> Child {
+    for _ in 0..100 {
+        match cmd.spawn() {
+            Ok(c) => return c,
+            Err(e) if e.raw_os_error() == Some(26) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("spawn {cmd:?}: {e}"),
+        }
+    }
+    panic!("spawn {cmd:?}: text file busy for 2 s")
 }
 
 extern "C" {
