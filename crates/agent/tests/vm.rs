@@ -203,3 +203,90 @@ fn vm_freeze_hook_runs_and_the_watchdog_thaws_a_forgotten_freeze() {
         c.cmd(r#"{"execute":"guest-file-open","arguments":{"path":"/mnt/data/after","mode":"w"}}"#);
     assert!(w.starts_with("{\"return\": "), "{w}");
 }
+
+fn return_int(reply: &str) -> i64 {
+    reply
+        .trim_start_matches("{\"return\": ")
+        .trim_start_matches("{\"pid\": ")
+        .trim_end_matches('}')
+        .parse()
+        .unwrap_or_else(|_| panic!("not an integer reply: {reply}"))
+}
+
+#[test]
+fn vm_freeze_blocks_writers_until_thaw_and_set_time_moves_the_clock() {
+    let _g = vm_lock();
+    let vm = Vm::boot(&static_agent(), &[]);
+    let mut c = vm.connect();
+    let t0 = return_int(&c.cmd(r#"{"execute":"guest-get-time"}"#));
+    // A writer that starts one second from now and records when its write reached
+    // the disk; the filesystem is frozen before then.
+    let w = c.cmd(
+        r#"{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","sleep 1; echo data > /mnt/data/w; sync /mnt/data/w; date +%s > /tmp/done"]}}"#,
+    );
+    assert!(w.starts_with(r#"{"return": {"pid": "#), "{w}");
+    assert_eq!(
+        c.cmd(r#"{"execute":"guest-fsfreeze-freeze"}"#),
+        r#"{"return": 1}"#
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert_eq!(
+        c.cmd(r#"{"execute":"guest-fsfreeze-thaw"}"#),
+        r#"{"return": 1}"#
+    );
+    let mut done = String::new();
+    for _ in 0..50 {
+        let open = c.cmd(r#"{"execute":"guest-file-open","arguments":{"path":"/tmp/done"}}"#);
+        if open.starts_with("{\"return\": ") {
+            let h = return_int(&open);
+            let read = c.cmd(&format!(
+                r#"{{"execute":"guest-file-read","arguments":{{"handle":{h}}}}}"#
+            ));
+            let b64 = read
+                .split("\"buf-b64\": \"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("");
+            done = decode_b64(b64);
+            if !done.is_empty() {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let done_s: i64 = done
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("writer never finished: {done:?}"));
+    // Without the freeze it would have finished about 1 s after t0.
+    assert!(
+        done_s >= t0 / 1_000_000_000 + 4,
+        "the write went through while frozen: done at {done_s}, started at {}",
+        t0 / 1_000_000_000
+    );
+
+    // guest-set-time moves the clock, checked with guest-get-time...
+    let target: i64 = 1_700_000_000_000_000_000;
+    assert_eq!(
+        c.cmd(&format!(
+            r#"{{"execute":"guest-set-time","arguments":{{"time":{target}}}}}"#
+        )),
+        r#"{"return": {}}"#
+    );
+    let now = return_int(&c.cmd(r#"{"execute":"guest-get-time"}"#));
+    assert!(
+        (target..target + 5_000_000_000).contains(&now),
+        "clock at {now}"
+    );
+    // ... and it also went to the RTC (hwclock -w): reading the clock back from the
+    // RTC (no time given: hwclock -s) keeps the new time.
+    assert_eq!(
+        c.cmd(r#"{"execute":"guest-set-time"}"#),
+        r#"{"return": {}}"#
+    );
+    let now = return_int(&c.cmd(r#"{"execute":"guest-get-time"}"#));
+    assert!(
+        (target..target + 30_000_000_000).contains(&now),
+        "RTC not written: {now}"
+    );
+}
