@@ -7,7 +7,7 @@
 //!           [--chunks 4K,1M,4M,48M]
 //! qga-bench footprint [--ours PATH] [--window SECS]
 //! ```
-//! `--only` takes a comma list of: size, startup, idle, ping, pipelined, exec, read,
+//! `--only` takes a comma list of: size, startup, idle, ping, pipelined, exec, kubevirt, read,
 //! write, limit. `footprint` runs our agent alone and prints its idle RSS, threads and
 //! wakeups as `name value` lines (for scripts/footprint.sh). `probe-json BYTES` runs the
 //! JSON code alone on a guest-file-write request and a guest-file-read reply carrying

@@ -72,6 +72,7 @@ fn describe(key: &str) -> (String, &'static str, f64, bool) {
         "pipelined" => ("pipelined pings", "cmd/s", 1.0, true),
         "exec_p50" => ("exec /bin/true to exited, p50", "ms", 1.0, false),
         "exec_p99" => ("exec /bin/true to exited, p99", "ms", 1.0, false),
+        "kubevirt_cpu" => ("agent CPU per KubeVirt poll cycle", "µs", 1.0, false),
         "peak_rss" => ("peak RSS over all workloads", "MB", 1e6, false),
         "peak_rss_48m" => ("peak RSS during 48 MiB transfers", "MB", 1e6, false),
         "binary" => ("binary size (file)", "MB", 1e6, false),

@@ -22,6 +22,7 @@ struct Sizes {
     pings: usize,
     pipelined: usize,
     execs: usize,
+    kubevirt: usize,
     file: usize,
 }
 
@@ -31,6 +32,7 @@ const FULL: Sizes = Sizes {
     pings: 20_000,
     pipelined: 200_000,
     execs: 200,
+    kubevirt: 2_000,
     file: 256 << 20,
 };
 
@@ -40,6 +42,7 @@ const QUICK: Sizes = Sizes {
     pings: 500,
     pipelined: 5_000,
     execs: 10,
+    kubevirt: 20,
     file: 8 << 20,
 };
 
@@ -160,6 +163,13 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
             "exec".into(),
             keys(&["exec_p50", "exec_p99"]),
             Box::new(|a| workloads::exec(a, sizes.execs)),
+        ));
+    }
+    if opts.wants("kubevirt") {
+        work.push((
+            "kubevirt poll".into(),
+            keys(&["kubevirt_cpu"]),
+            Box::new(|a| workloads::kubevirt(a, sizes.kubevirt)),
         ));
     }
     for (dir, wanted) in [("read", opts.wants("read")), ("write", opts.wants("write"))] {

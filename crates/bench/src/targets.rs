@@ -79,6 +79,13 @@ pub fn evaluate(r: &Report, transfer_chunks: &[(usize, &str)]) -> Vec<Target> {
         0.5,
         false,
     ));
+    t.push(ratio_target(
+        r,
+        "agent CPU per KubeVirt poll cycle <= 1/2",
+        "kubevirt_cpu",
+        0.5,
+        false,
+    ));
     let mut rss = ratio_target(
         r,
         "idle RSS <= 1/2 and under 2.2 MB",

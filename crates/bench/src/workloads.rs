@@ -80,6 +80,44 @@ pub fn exec(agent: &Agent, n: usize) -> Result<Figures, String> {
     ])
 }
 
+/// KubeVirt's polling set, as libvirt sends it every 10 s for every VM (each command
+/// preceded by a guest-sync), plus what KubeVirt polls less often (guest-get-fsinfo,
+/// guest-fsfreeze-status): `n` cycles back to back. Returns the agent's CPU time per
+/// cycle in µs, measured from /proc around the whole run.
+pub fn kubevirt(agent: &Agent, n: usize) -> Result<Figures, String> {
+    const POLL: [&str; 7] = [
+        "guest-network-get-interfaces",
+        "guest-get-osinfo",
+        "guest-get-host-name",
+        "guest-get-timezone",
+        "guest-get-users",
+        "guest-get-fsinfo",
+        "guest-fsfreeze-status",
+    ];
+    let mut conn = agent.connect()?;
+    let requests: Vec<String> = POLL
+        .iter()
+        .map(|c| format!(r#"{{"execute":"{c}"}}"#))
+        .collect();
+    let cycle = |conn: &mut Conn, i: usize| -> Result<(), String> {
+        for r in &requests {
+            let sync = format!(r#"{{"execute":"guest-sync","arguments":{{"id":{i}}}}}"#);
+            conn.cmd(sync.as_bytes())?;
+            conn.cmd(r.as_bytes())?;
+        }
+        Ok(())
+    };
+    for i in 0..n / 10 + 1 {
+        cycle(&mut conn, i)?;
+    }
+    let cpu0 = agent.cpu_secs()?;
+    for i in 0..n {
+        cycle(&mut conn, i)?;
+    }
+    let cpu = agent.cpu_secs()? - cpu0;
+    Ok(vec![("kubevirt_cpu".into(), cpu / n as f64 * 1e6)])
+}
+
 /// The floor under exec latency: this client starting /bin/true itself (posix_spawn,
 /// no pipes) and waiting for it, p50 in ms. No agent can report an exit sooner.
 pub fn exec_floor(n: usize) -> Result<f64, String> {
