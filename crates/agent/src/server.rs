@@ -229,7 +229,11 @@ fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
                     break;
                 }
                 Ok(n) => streamer.feed(&buf[..n], &mut |msg| {
-                    queue.push(msg, conn.clone(), who.clone())
+                    if cheap(&msg) && queue.is_idle() {
+                        answer(agent, msg, &conn, &who);
+                    } else {
+                        queue.push(msg, conn.clone(), who.clone());
+                    }
                 }),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if !channel.is_device() => {
@@ -291,33 +295,58 @@ fn reopen(agent: &Agent, channel: &mut Channel) -> bool {
 fn executor(agent: &Agent, queue: &Queue) {
     loop {
         let (msg, conn, who, size) = queue.pop();
-        if let Err(e) = &msg {
-            agent.log.log(
-                Level::Warning,
-                &format!("failed to parse event: {}", String::from_utf8_lossy(e)),
-            );
-        }
-        if let Some(reply) = dispatch::respond(agent, msg, &who) {
-            // The 0xFF goes in a write of its own, as qemu-ga sends it; the reply is
-            // serialized straight into the channel in pieces, so a 64 MiB file read
-            // is never held twice.
-            let sent = match reply.delimit {
-                true => conn.write_all(&[0xFF]),
-                false => Ok(()),
-            };
-            let sent = sent.and_then(|()| {
-                reply
-                    .value
-                    .write_json_line(WRITE_PIECE, &mut |piece| conn.write_all(piece))
-            });
-            if let Err(e) = sent {
-                agent
-                    .log
-                    .log(Level::Warning, &format!("error sending response: {e}"));
-            }
-        }
+        answer(agent, msg, &conn, &who);
         queue.done(size);
     }
+}
+
+/// Dispatches one message and writes its reply (if it has one) to `conn`.
+fn answer(agent: &Agent, msg: Message, conn: &Conn, who: &str) {
+    if let Err(e) = &msg {
+        agent.log.log(
+            Level::Warning,
+            &format!("failed to parse event: {}", String::from_utf8_lossy(e)),
+        );
+    }
+    if let Some(reply) = dispatch::respond(agent, msg, who) {
+        // The 0xFF goes in a write of its own, as qemu-ga sends it; the reply is
+        // serialized straight into the channel in pieces, so a 64 MiB file read
+        // is never held twice.
+        let sent = match reply.delimit {
+            true => conn.write_all(&[0xFF]),
+            false => Ok(()),
+        };
+        let sent = sent.and_then(|()| {
+            reply
+                .value
+                .write_json_line(WRITE_PIECE, &mut |piece| conn.write_all(piece))
+        });
+        if let Err(e) = sent {
+            agent
+                .log
+                .log(Level::Warning, &format!("error sending response: {e}"));
+        }
+    }
+}
+
+/// Whether the reader may answer `msg` itself when nothing is queued or running: JSON
+/// errors and the protocol and information commands that only read memory, `/proc`
+/// or `/sys` (not guest-get-fsinfo or guest-get-disks, which may wait on a device).
+/// This saves the hand-off to the executor (two context switches) on the requests
+/// hosts poll all day, and cannot reorder replies: nothing else is in flight.
+fn cheap(msg: &Message) -> bool {
+    let Ok(Value::Dict(d)) = msg else {
+        return true;
+    };
+    let Some(Value::Str(name)) = d.get("execute") else {
+        return true;
+    };
+    dispatch::find(name).is_none_or(|c| {
+        matches!(
+            c.category,
+            crate::policy::Category::Protocol | crate::policy::Category::Info
+        ) && !matches!(c.name, "guest-get-fsinfo" | "guest-get-disks")
+    })
 }
 
 /// A queued request: the message, the connection its reply goes to, who is on it, its
@@ -412,6 +441,13 @@ impl Queue {
         if g.reader_asleep == Some(ReaderWait::Bytes) {
             self.changed.notify_all();
         }
+    }
+
+    /// Nothing is queued or running (only the reader queues, so this stays true
+    /// until it does).
+    fn is_idle(&self) -> bool {
+        let g = self.lock();
+        g.items.is_empty() && g.bytes == 0
     }
 
     /// Waits while requests of `max` bytes or more are queued or running.
