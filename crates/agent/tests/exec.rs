@@ -115,25 +115,6 @@ fn cases_22_to_25_guest_exec() {
     );
 }
 
-/// Sends a request and reads its (huge) reply line, scanning each chunk for the
-/// newline once (the shared `Client::recv` rescans its whole buffer per chunk).
-fn big_cmd(c: &mut Client, req: &str) -> String {
-    use std::io::Read;
-    c.send(req.as_bytes());
-    let mut reply = Vec::new();
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let n = c.stream.read(&mut chunk).expect("recv");
-        assert!(n > 0, "agent closed the connection");
-        reply.extend_from_slice(&chunk[..n]);
-        if chunk[..n].contains(&b'\n') {
-            assert_eq!(reply.last(), Some(&b'\n'), "more than one reply");
-            reply.pop();
-            return String::from_utf8(reply).expect("ASCII reply");
-        }
-    }
-}
-
 /// A string member of a reply, taken out by hand (big replies are slow to parse in a
 /// debug build); base64 has no characters that need escaping.
 fn member<'r>(reply: &'r str, name: &str) -> Option<&'r str> {
@@ -159,10 +140,9 @@ fn capture_keeps_16_mib_per_stream() {
             &format!(r#"{{"path":"sh","arg":["-c","{script}"],"capture-output":true}}"#),
         );
         let r = loop {
-            let r = big_cmd(
-                &mut c,
-                &format!(r#"{{"execute":"guest-exec-status","arguments":{{"pid":{pid}}}}}"#),
-            );
+            let r = c.cmd(&format!(
+                r#"{{"execute":"guest-exec-status","arguments":{{"pid":{pid}}}}}"#
+            ));
             if r.ends_with(r#""exited": true}}"#) {
                 break r;
             }
@@ -300,10 +280,9 @@ fn stuck_children_never_block_the_agent() {
     let st = wait(&mut c, sleeper);
     assert_eq!((st.signal, st.exitcode), (Some(9), None));
     let r = loop {
-        let r = big_cmd(
-            &mut c,
-            &format!(r#"{{"execute":"guest-exec-status","arguments":{{"pid":{flood}}}}}"#),
-        );
+        let r = c.cmd(&format!(
+            r#"{{"execute":"guest-exec-status","arguments":{{"pid":{flood}}}}}"#
+        ));
         if r.ends_with(r#""exited": true}}"#) {
             break r;
         }

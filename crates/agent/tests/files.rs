@@ -195,10 +195,9 @@ fn read_count_limit_is_48_mib() {
     );
     // The reply is larger than a JSON token may be (64 MiB), so it is taken apart by
     // hand rather than parsed.
-    let r = big_cmd(
-        &mut c,
-        &format!(r#"{{"execute":"guest-file-read","arguments":{{"handle":{h},"count":{MAX}}}}}"#),
-    );
+    let r = c.cmd(&format!(
+        r#"{{"execute":"guest-file-read","arguments":{{"handle":{h},"count":{MAX}}}}}"#
+    ));
     let b64 = r
         .strip_prefix(r#"{"return": {"count": 50331648, "buf-b64": ""#)
         .and_then(|r| r.strip_suffix(r#"", "eof": false}}"#))
@@ -208,25 +207,6 @@ fn read_count_limit_is_48_mib() {
     drop(r);
     let r = read(&mut c, h, MAX);
     assert_eq!((r.count, r.eof, r.buf_b64.as_str()), (1, true, "qg=="));
-}
-
-/// Sends a request and reads its (huge) reply line, scanning each chunk for the
-/// newline once (the shared `Client::recv` rescans its whole buffer per chunk).
-fn big_cmd(c: &mut Client, req: &str) -> String {
-    use std::io::Read;
-    c.send(req.as_bytes());
-    let mut reply = Vec::new();
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        let n = c.stream.read(&mut chunk).expect("recv");
-        assert!(n > 0, "agent closed the connection");
-        reply.extend_from_slice(&chunk[..n]);
-        if chunk[..n].contains(&b'\n') {
-            assert_eq!(reply.last(), Some(&b'\n'), "more than one reply");
-            reply.pop();
-            return String::from_utf8(reply).expect("ASCII reply");
-        }
-    }
 }
 
 fn fd_count(pid: u32) -> usize {
