@@ -7,22 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{AgentProc, Client};
+use common::{ret, AgentProc, Client};
 use qga_agent::sys::base64;
 use qga_proto::cmds::exec::{GuestExec, GuestExecStatus};
-use qga_proto::{FromQapi, Path};
-
-fn ret<T: FromQapi>(reply: &str) -> T {
-    let v = qga_proto::json::parse_one(reply.as_bytes())
-        .and_then(Result::ok)
-        .unwrap_or_else(|| panic!("not JSON: {reply:.200}"));
-    let r = v.as_dict().and_then(|d| d.get("return"));
-    T::from_qapi(
-        Some(r.unwrap_or_else(|| panic!("no return: {reply:.200}"))),
-        Path::REPLY,
-    )
-    .unwrap()
-}
 
 fn exec(c: &mut Client, args: &str) -> i64 {
     let r: GuestExec = ret(&c.cmd(&format!(r#"{{"execute":"guest-exec","arguments":{args}}}"#)));

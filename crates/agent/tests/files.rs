@@ -5,24 +5,10 @@
 
 mod common;
 
-use common::{AgentProc, Client};
+use common::{ret, AgentProc, Client};
 use qga_agent::sys::base64;
 use qga_proto::cmds::file::{GuestFileRead, GuestFileSeek, GuestFileWrite};
-use qga_proto::{FromQapi, Path};
 use std::os::unix::ffi::OsStrExt;
-
-/// The `return` member of a reply, typed.
-fn ret<T: FromQapi>(reply: &str) -> T {
-    let v = qga_proto::json::parse_one(reply.as_bytes())
-        .and_then(Result::ok)
-        .unwrap_or_else(|| panic!("not JSON: {reply:.200}"));
-    let r = v.as_dict().and_then(|d| d.get("return"));
-    T::from_qapi(
-        Some(r.unwrap_or_else(|| panic!("no return: {reply:.200}"))),
-        Path::REPLY,
-    )
-    .unwrap()
-}
 
 fn open(c: &mut Client, path: &str, mode: &str) -> i64 {
     ret(&c.cmd(&format!(

@@ -390,3 +390,16 @@ pub fn vm_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The `return` member of a reply line, decoded as `T` (panics on an error reply).
+pub fn ret<T: qga_proto::FromQapi>(reply: &str) -> T {
+    let v = qga_proto::json::parse_one(reply.as_bytes())
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("not JSON: {reply:.200}"));
+    let r = v.as_dict().and_then(|d| d.get("return"));
+    T::from_qapi(
+        Some(r.unwrap_or_else(|| panic!("no return: {reply:.200}"))),
+        qga_proto::Path::REPLY,
+    )
+    .unwrap()
+}
