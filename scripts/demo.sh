@@ -31,7 +31,8 @@ if [[ ${1:-} == --vm ]]; then
     guest_file=/mnt/data/blob
 else
     sock=$work/qga.sock
-    target/release/qga-agent -m unix-listen -p "$sock" -t "$work" &
+    # Its log (and, with no syslog socket here, its audit lines) go to a file.
+    target/release/qga-agent -m unix-listen -p "$sock" -t "$work" 2>"$work/agent.log" &
     agent_pid=$!
     for _ in $(seq 100); do [[ -S $sock ]] && break; sleep 0.05; done
     guest_file=$work/blob.copy
