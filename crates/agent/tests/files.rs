@@ -97,7 +97,10 @@ fn case11_file_ops() {
         "{'execute': 'guest-file-read', 'arguments': {'handle': 1001}}",
     ));
     assert_eq!((r.count, r.eof), (8, true));
-    assert_eq!(base64::decode(&r.buf_b64).unwrap(), b"World!\n\0");
+    assert_eq!(
+        base64::decode(r.buf_b64.text().as_bytes()).unwrap(),
+        b"World!\n\0"
+    );
     close(&mut c, 1001);
     assert_eq!(
         std::fs::read_to_string(a.dir.join("qga.state")).unwrap(),
@@ -159,7 +162,7 @@ fn binary_round_trip_and_handles_shared_across_connections() {
     assert_eq!(std::fs::read(a.dir.join("bin")).unwrap(), data);
     let r = read(&mut c, h, data.len() + 1);
     assert_eq!((r.count, r.eof), (data.len() as i64, true));
-    assert_eq!(base64::decode(&r.buf_b64).unwrap(), data);
+    assert_eq!(base64::decode(r.buf_b64.text().as_bytes()).unwrap(), data);
     close(&mut c, h);
 }
 
@@ -192,7 +195,7 @@ fn read_count_limit_is_48_mib() {
     assert!(b64 == base64::encode(&big[..MAX]));
     drop(r);
     let r = read(&mut c, h, MAX);
-    assert_eq!((r.count, r.eof, r.buf_b64.as_str()), (1, true, "qg=="));
+    assert_eq!((r.count, r.eof, &*r.buf_b64.text()), (1, true, "qg=="));
 }
 
 fn fd_count(pid: u32) -> usize {

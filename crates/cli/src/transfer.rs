@@ -207,10 +207,11 @@ impl Client {
                     continue;
                 }
                 let r = c.receive(owed.pop_front().expect("owed is non-empty here"))?;
-                let data = b64::decode(r.buf_b64.as_bytes()).ok_or_else(|| Error::Protocol {
-                    command: "guest-file-read".into(),
-                    detail: "buf-b64 is not valid base64".into(),
-                })?;
+                let data =
+                    b64::decode(r.buf_b64.text().as_bytes()).ok_or_else(|| Error::Protocol {
+                        command: "guest-file-read".into(),
+                        detail: "buf-b64 is not valid base64".into(),
+                    })?;
                 if data.len() as i64 != r.count {
                     return Err(Error::Protocol {
                         command: "guest-file-read".into(),

@@ -2,12 +2,14 @@
 //! the host-side client (`qga`).
 //!
 //! - [`value`]: QEMU's JSON value model and its byte-exact serializer;
+//! - [`base64`]: base64 as qemu-ga writes it and reads it (GLib's lenient decoder);
 //! - [`qapi`]: typed decoding with qemu-ga's exact argument errors, and encoding;
 //! - [`cmds`]: one arguments struct per command, with its name and return type.
 //!
 //! No I/O and no `unsafe` here.
 #![forbid(unsafe_code)]
 
+pub mod base64;
 pub mod cmds;
 pub mod ghash;
 pub mod json;

@@ -23,6 +23,10 @@ pub enum Value {
     Double(f64),
     /// A string: modified UTF-8 bytes, as QEMU stores them.
     Str(Vec<u8>),
+    /// A string given as the bytes it is the standard base64 encoding of (the parser
+    /// never makes one). Serialized as that string, encoded a piece at a time while it
+    /// is written, so a 48 MiB guest-file-read reply never holds its 64 MiB of text.
+    Base64(Vec<u8>),
     /// An array.
     List(Vec<Value>),
     /// An object.
@@ -203,6 +207,17 @@ impl Value {
             Value::UInt(u) => put_decimal(out, *u),
             Value::Double(d) => out.put(format_g17(*d).as_bytes()),
             Value::Str(s) => write_string_to(s, out),
+            Value::Base64(data) => {
+                // Base64 needs no JSON escapes.
+                out.put(b"\"");
+                let mut text = crate::base64::Encoder::with_capacity(BASE64_PIECE);
+                for piece in data.chunks(BASE64_PIECE) {
+                    text.clear();
+                    text.push(piece);
+                    out.put(text.as_bytes());
+                }
+                out.put(b"\"");
+            }
             Value::List(items) => {
                 out.put(b"[");
                 for (i, item) in items.iter().enumerate() {
@@ -228,6 +243,10 @@ impl Value {
         }
     }
 }
+
+/// Bytes of a [`Value::Base64`] encoded at a time: a multiple of 3, so the pieces'
+/// encodings join up.
+const BASE64_PIECE: usize = 48 << 10;
 
 /// Where serialized JSON goes: a buffer, or pieces handed to a writer.
 trait JsonOut {

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use qga_proto::base64::Base64Data;
 use qga_proto::cmds::file::*;
 use qga_proto::Empty;
 
@@ -181,17 +182,16 @@ fn read_file(f: &mut OpenFile, count: usize) -> Result<GuestFileRead> {
             .map_err(|e| Error::errno("failed to flush file", &e))?;
         f.state = RwState::New;
     }
-    // Read and encoded a piece at a time (the same reads, stopping at end of file or
-    // an error as one big read would), so a 48 MiB read holds its 64 MiB of base64
-    // and one piece, not the whole file data as well.
-    let mut text = base64::Encoder::with_capacity(count);
-    let mut buf = Vec::with_capacity(READ_PIECE.min(count));
+    // Read a piece at a time (the same reads, stopping at end of file or an error as
+    // one big read would) into one buffer that grows as data arrives. The reply holds
+    // these raw bytes and base64-encodes them while it is written to the channel, so a
+    // 48 MiB read holds 48 MiB, not 48 MiB plus its 64 MiB of text.
+    let mut data = Vec::new();
     let mut n = 0;
     while n < count {
         let want = READ_PIECE.min(count - n);
-        buf.clear();
-        let got = f.stream.read(&mut buf, want);
-        text.push(&buf);
+        data.reserve_exact(want);
+        let got = f.stream.read(&mut data, want);
         n += got;
         if got < want || f.stream.error().is_some() {
             break;
@@ -203,7 +203,7 @@ fn read_file(f: &mut OpenFile, count: usize) -> Result<GuestFileRead> {
             f.state = RwState::Reading;
             Ok(GuestFileRead {
                 count: n as i64,
-                buf_b64: text.finish(),
+                buf_b64: Base64Data::Raw(data),
                 eof: f.stream.eof(),
             })
         }
@@ -377,16 +377,19 @@ mod tests {
         assert_eq!(h, 1001);
         let r = read_(&a, h, None).unwrap();
         assert_eq!(
-            (r.count, r.eof, r.buf_b64.as_str()),
+            (r.count, r.eof, &*r.buf_b64.text()),
             (14, true, enc.as_str())
         );
         let r = read_(&a, h, None).unwrap();
-        assert_eq!((r.count, r.eof, r.buf_b64.as_str()), (0, true, ""));
+        assert_eq!((r.count, r.eof, &*r.buf_b64.text()), (0, true, ""));
         let s = seek_(&a, h, 6, SET).unwrap();
         assert_eq!((s.position, s.eof), (6, false));
         let r = read_(&a, h, None).unwrap();
         assert_eq!((r.count, r.eof), (8, true));
-        assert_eq!(base64::decode(&r.buf_b64).unwrap(), &P[6..]);
+        assert_eq!(
+            base64::decode(r.buf_b64.text().as_bytes()).unwrap(),
+            &P[6..]
+        );
         close_(&a, h).unwrap();
         assert!(a.files.is_empty());
         let state = std::fs::read_to_string(a.state_file()).unwrap();
@@ -400,12 +403,12 @@ mod tests {
         let h = open_(&a, &path(&a, "foo"), "w+").unwrap();
         assert_eq!(write_(&a, h, &enc, None).unwrap().count, 14);
         let r = read_(&a, h, None).unwrap();
-        assert_eq!((r.count, r.eof, r.buf_b64.as_str()), (0, true, ""));
+        assert_eq!((r.count, r.eof, &*r.buf_b64.text()), (0, true, ""));
         let s = seek_(&a, h, 0, GuestFileWhence::Value(0)).unwrap();
         assert_eq!((s.position, s.eof), (0, false));
         let r = read_(&a, h, None).unwrap();
         assert_eq!(
-            (r.count, r.eof, r.buf_b64.as_str()),
+            (r.count, r.eof, &*r.buf_b64.text()),
             (14, true, enc.as_str())
         );
         // A write after a read lands at the read position (implicit seek).

@@ -5,6 +5,7 @@
 //! the integer branch (so `1.5` is "expected: integer"), a string the enum branch, and
 //! anything else names the alternate ("expected: GuestFileWhence").
 
+use crate::base64::Base64Data;
 use crate::qapi::{ArgError, Empty, FromQapi, Path, ToQapi};
 use crate::value::Value;
 use crate::{qapi_command, qapi_enum, qapi_struct};
@@ -47,7 +48,7 @@ qapi_struct! {
         /// Bytes read (before base64 encoding).
         pub count: i64 = "count",
         /// The data, standard base64 (`""` when nothing was read).
-        pub buf_b64: String = "buf-b64",
+        pub buf_b64: Base64Data = "buf-b64",
         /// Whether end of file was reached during this read.
         pub eof: bool = "eof",
     }

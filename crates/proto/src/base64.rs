@@ -1,0 +1,480 @@
+//! Base64 as qemu-ga speaks it.
+//!
+//! - Output (guest-file-read, guest-exec-status) is strict standard base64 with `=`
+//!   padding and no line breaks (GLib's `g_base64_encode`).
+//! - Input (guest-file-write, guest-exec `input-data`, guest-set-user-password) goes
+//!   through QEMU's `qbase64_decode`: every character must be one of
+//!   `A-Z a-z 0-9 + / = \n`, otherwise `Base64 data contains invalid characters`; then
+//!   GLib's lenient `g_base64_decode` runs: `\n` is skipped, `=` counts as a zero
+//!   sextet, each complete group of four gives three bytes minus one for a `=` in its
+//!   third place and minus one for a `=` in its fourth, and a trailing partial group is
+//!   dropped. So `"S"` decodes to nothing, `"SGVsbG8=SGVs"` to `HelloHel` and `"===="`
+//!   to one NUL byte.
+
+use std::borrow::Cow;
+
+use crate::qapi::{ArgError, FromQapi, Path, ToQapi};
+use crate::Value;
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// The text QEMU reports for input outside the base64 alphabet.
+pub const INVALID_CHARACTERS: &str = "Base64 data contains invalid characters";
+
+/// Two output characters for every 12-bit value, the first in the low byte.
+static PAIRS: [u16; 4096] = {
+    let mut t = [0u16; 4096];
+    let mut i = 0;
+    while i < 4096 {
+        t[i] = ALPHABET[i >> 6] as u16 | ((ALPHABET[i & 63] as u16) << 8);
+        i += 1;
+    }
+    t
+};
+
+/// Eight output characters for six input bytes (the low 48 bits of `v`).
+fn encode48(v: u64) -> [u8; 8] {
+    let w = u64::from(PAIRS[(v >> 36) as usize & 0xFFF])
+        | (u64::from(PAIRS[(v >> 24) as usize & 0xFFF]) << 16)
+        | (u64::from(PAIRS[(v >> 12) as usize & 0xFFF]) << 32)
+        | (u64::from(PAIRS[v as usize & 0xFFF]) << 48);
+    w.to_le_bytes()
+}
+
+/// Base64 text built piece by piece: every piece but the last must be a multiple of 3
+/// bytes long, so the text is the encoding of all pieces together.
+#[derive(Default)]
+pub struct Encoder {
+    /// Only characters of the alphabet and `=` are ever stored here.
+    out: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder with room for the encoding of `len` bytes.
+    pub fn with_capacity(len: usize) -> Encoder {
+        Encoder {
+            out: Vec::with_capacity(len.div_ceil(3) * 4),
+        }
+    }
+
+    /// Appends the encoding of `data` (12 bytes to 16 characters per step).
+    pub fn push(&mut self, data: &[u8]) {
+        let start = self.out.len();
+        self.out.resize(start + data.len().div_ceil(3) * 4, 0);
+        let dst = &mut self.out[start..];
+        let mut chunks = data.chunks_exact(12);
+        for (c, o) in (&mut chunks).zip(dst.chunks_exact_mut(16)) {
+            let a = u64::from_be_bytes([0, 0, c[0], c[1], c[2], c[3], c[4], c[5]]);
+            let b = u64::from_be_bytes([0, 0, c[6], c[7], c[8], c[9], c[10], c[11]]);
+            o[..8].copy_from_slice(&encode48(a));
+            o[8..].copy_from_slice(&encode48(b));
+        }
+        let rest = chunks.remainder();
+        let dst = &mut dst[data.len() / 12 * 16..];
+        let mut groups = rest.chunks_exact(3);
+        for (c, o) in (&mut groups).zip(dst.chunks_exact_mut(4)) {
+            let v = u64::from_be_bytes([0, 0, 0, 0, 0, c[0], c[1], c[2]]);
+            o.copy_from_slice(&encode48(v)[4..]);
+        }
+        let tail = dst.len().saturating_sub(4);
+        match *groups.remainder() {
+            [a] => {
+                let v = u64::from(a) << 16;
+                let e = encode48(v);
+                dst[tail..].copy_from_slice(&[e[4], e[5], b'=', b'=']);
+            }
+            [a, b] => {
+                let v = (u64::from(a) << 16) | (u64::from(b) << 8);
+                let e = encode48(v);
+                dst[tail..].copy_from_slice(&[e[4], e[5], e[6], b'=']);
+            }
+            _ => {}
+        }
+    }
+
+    /// The text.
+    pub fn finish(self) -> String {
+        // Only ALPHABET characters and `=` are ever stored: ASCII, so this cannot fail
+        // (the check is one vectorised pass).
+        String::from_utf8(self.out).unwrap_or_default()
+    }
+
+    /// The text so far as bytes (all ASCII), for writing out piece by piece.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Forgets the text so far, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.out.clear();
+    }
+}
+
+/// Encodes `data` as standard padded base64, in one allocation of the exact size.
+pub fn encode(data: &[u8]) -> String {
+    let mut e = Encoder::with_capacity(data.len());
+    e.push(data);
+    e.finish()
+}
+
+/// A base64 member of a reply (guest-file-read's `buf-b64`): the text as a client
+/// received it, or, in the agent, the raw bytes, encoded only while the reply is
+/// written ([`Value::Base64`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Base64Data {
+    /// Base64 text, as received.
+    Text(String),
+    /// The bytes whose standard base64 encoding the member is.
+    Raw(Vec<u8>),
+}
+
+impl Base64Data {
+    /// The base64 text (encoded now for [`Base64Data::Raw`]).
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Base64Data::Text(t) => Cow::Borrowed(t),
+            Base64Data::Raw(data) => Cow::Owned(encode(data)),
+        }
+    }
+}
+
+impl Default for Base64Data {
+    fn default() -> Self {
+        Base64Data::Text(String::new())
+    }
+}
+
+impl From<String> for Base64Data {
+    fn from(text: String) -> Self {
+        Base64Data::Text(text)
+    }
+}
+
+impl From<&str> for Base64Data {
+    fn from(text: &str) -> Self {
+        Base64Data::Text(text.to_owned())
+    }
+}
+
+impl FromQapi for Base64Data {
+    fn from_qapi(v: Option<&Value>, path: Path<'_>) -> Result<Self, ArgError> {
+        match v {
+            Some(Value::Base64(data)) => Ok(Base64Data::Raw(data.clone())),
+            v => String::from_qapi(v, path).map(Base64Data::Text),
+        }
+    }
+
+    fn from_qapi_take(v: Option<&mut Value>, path: Path<'_>) -> Result<Self, ArgError> {
+        match v {
+            Some(Value::Base64(data)) => Ok(Base64Data::Raw(std::mem::take(data))),
+            v => String::from_qapi_take(v, path).map(Base64Data::Text),
+        }
+    }
+}
+
+impl ToQapi for Base64Data {
+    fn to_qapi(&self) -> Value {
+        self.clone().into_qapi()
+    }
+
+    fn into_qapi(self) -> Value {
+        match self {
+            Base64Data::Text(t) => t.into_qapi(),
+            Base64Data::Raw(data) => Value::Base64(data),
+        }
+    }
+}
+
+/// Rank of a character in the alphabet; `=` ranks 0 as in GLib; 0xFF for others.
+const fn rank_table() -> [u8; 256] {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 64 {
+        t[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    t[b'=' as usize] = 0;
+    t
+}
+static RANK: [u8; 256] = rank_table();
+
+/// Whether any byte of `s` satisfies `pred`, checked 32 bytes at a time without
+/// branches so the compiler vectorises it.
+fn any_byte(s: &[u8], pred: impl Fn(u8) -> bool) -> bool {
+    let mut chunks = s.chunks_exact(32);
+    let bulk = chunks
+        .by_ref()
+        .any(|c| c.iter().fold(false, |acc, &b| acc | pred(b)));
+    bulk || chunks.remainder().iter().any(|&b| pred(b))
+}
+
+/// Whether `text` holds only `A-Z a-z 0-9 + / = \n`.
+fn all_valid(text: &[u8]) -> bool {
+    !any_byte(text, |c| {
+        !((c | 0x20).wrapping_sub(b'a') < 26
+            || c.wrapping_sub(b'0') < 10
+            || c == b'+'
+            || c == b'/'
+            || c == b'='
+            || c == b'\n')
+    })
+}
+
+/// Three bytes from four characters of the alphabet.
+fn decode4(c: &[u8]) -> [u8; 3] {
+    let v = (u32::from(RANK[usize::from(c[0])]) << 18)
+        | (u32::from(RANK[usize::from(c[1])]) << 12)
+        | (u32::from(RANK[usize::from(c[2])]) << 6)
+        | u32::from(RANK[usize::from(c[3])]);
+    let [_, a, b, c] = v.to_be_bytes();
+    [a, b, c]
+}
+
+/// Input with a character outside `A-Z a-z 0-9 + / = \n`; displays as
+/// [`INVALID_CHARACTERS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidBase64;
+
+impl std::fmt::Display for InvalidBase64 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(INVALID_CHARACTERS)
+    }
+}
+
+impl std::error::Error for InvalidBase64 {}
+
+/// Decodes as QEMU's `qbase64_decode`. (A `\u0000` in the JSON string reaches it as
+/// the bytes C0 80, so it is an invalid character, not the end of the string.)
+pub fn decode(text: impl AsRef<[u8]>) -> Result<Vec<u8>, InvalidBase64> {
+    decode_vec(text.as_ref().to_vec())
+}
+
+/// [`decode`], writing the result over the text: no second buffer for a 64 MiB write.
+pub fn decode_vec(mut buf: Vec<u8>) -> Result<Vec<u8>, InvalidBase64> {
+    if !all_valid(&buf) {
+        return Err(InvalidBase64);
+    }
+    let n = buf.len();
+    // Fast path: whole groups of four with no `=` or `\n` before the last group give
+    // three bytes each; the last group (which may hold padding) goes through GLib's
+    // rules below.
+    let body = if n.is_multiple_of(4) {
+        n.saturating_sub(4)
+    } else {
+        0
+    };
+    let (mut i, mut o) = (0, 0);
+    if !any_byte(&buf[..body], |c| c == b'=' || c == b'\n') {
+        // A block at a time through a buffer on the stack, then written back at
+        // o <= i: only characters already decoded are overwritten.
+        const BLOCK: usize = 4096;
+        let mut out = [0u8; BLOCK / 4 * 3];
+        while i < body {
+            let len = BLOCK.min(body - i);
+            let produced = len / 4 * 3;
+            for (c, d) in buf[i..i + len].chunks_exact(4).zip(out.chunks_exact_mut(3)) {
+                d.copy_from_slice(&decode4(c));
+            }
+            buf[o..o + produced].copy_from_slice(&out[..produced]);
+            i += len;
+            o += produced;
+        }
+    }
+    let len = glib_decode(&mut buf, i, o);
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// GLib's `g_base64_decode` over `buf[from..]`, which holds only alphabet characters,
+/// `=` and `\n` (any other byte would be skipped, as GLib does), writing the bytes at
+/// `buf[to..]` (`to <= from`: output never overtakes input). Returns the end of the
+/// output.
+fn glib_decode(buf: &mut [u8], from: usize, to: usize) -> usize {
+    let (mut v, mut i, mut o) = (0u32, 0u8, to);
+    // The last character taken (GLib's `last[0]`); `last[1]` is the one before it.
+    let mut last0 = 0u8;
+    for k in from..buf.len() {
+        let c = buf[k];
+        let rank = RANK[usize::from(c)];
+        if rank == 0xFF {
+            continue;
+        }
+        let last1 = last0;
+        last0 = c;
+        v = (v << 6) | u32::from(rank);
+        i += 1;
+        if i == 4 {
+            // At most three bytes for four characters taken: o + 3 <= k + 1.
+            buf[o] = (v >> 16) as u8;
+            o += 1;
+            if last1 != b'=' {
+                buf[o] = (v >> 8) as u8;
+                o += 1;
+            }
+            if last0 != b'=' {
+                buf[o] = v as u8;
+                o += 1;
+            }
+            i = 0;
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_standard_padded() {
+        assert_eq!(encode(b""), "");
+        assert_eq!(encode(b"f"), "Zg==");
+        assert_eq!(encode(b"fo"), "Zm8=");
+        assert_eq!(encode(b"foo"), "Zm9v");
+        assert_eq!(encode(b"Hello World!\n\0"), "SGVsbG8gV29ybGQhCgA=");
+        assert_eq!(encode(&[0xFF, 0xFE, 0x00, 0x80]), "//4AgA==");
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode(encode(&all)).unwrap(), all);
+    }
+
+    #[test]
+    fn decodes_like_glib_after_the_character_check() {
+        let d = |s: &str| decode(s).unwrap();
+        assert_eq!(d(""), b"");
+        assert_eq!(d("S"), b"");
+        assert_eq!(d("SGVsbG8="), b"Hello");
+        assert_eq!(d("SGVsbG8"), b"Hel");
+        assert_eq!(d("SGVsbG8=SGVs"), b"HelloHel");
+        assert_eq!(d("===="), b"\0");
+        assert_eq!(d("SGVs\nbG8=\n"), b"Hello");
+        assert_eq!(d("\n\n\n"), b"");
+        assert_eq!(d("Zg=="), b"f");
+        // A '=' in third place drops the middle byte, not the last one.
+        assert_eq!(d("SG=s"), [0x48, 0x2C]);
+    }
+
+    /// The straightforward versions: one character at a time.
+    fn reference_encode(data: &[u8]) -> String {
+        let mut out = String::new();
+        for c in data.chunks(3) {
+            let v = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for k in 0..4 {
+                out.push(if k <= c.len() {
+                    ALPHABET[(v >> (18 - 6 * k)) as usize & 63] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        out
+    }
+
+    fn reference_decode(text: &[u8]) -> Option<Vec<u8>> {
+        if !text
+            .iter()
+            .all(|&c| c == b'\n' || RANK[usize::from(c)] != 0xFF)
+        {
+            return None;
+        }
+        let mut buf = text.to_vec();
+        let n = glib_decode(&mut buf, 0, 0);
+        // Written over a copy: the same as writing to a fresh buffer, since output never
+        // overtakes input.
+        buf.truncate(n);
+        Some(buf)
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_reference() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let data: Vec<u8> = (0..300).map(|_| next() as u8).collect();
+        for len in 0..data.len() {
+            assert_eq!(encode(&data[..len]), reference_encode(&data[..len]));
+            // In pieces of multiples of three, then the rest.
+            let cut = (next() as usize % (len + 1)) / 3 * 3;
+            let mut e = Encoder::default();
+            e.push(&data[..cut]);
+            e.push(&data[cut..len]);
+            assert_eq!(e.finish(), reference_encode(&data[..len]));
+        }
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n!";
+        for _ in 0..20000 {
+            let len = next() as usize % 40;
+            let text: Vec<u8> = (0..len)
+                .map(|_| match next() % 50 {
+                    0..=2 => alphabet[64 + (next() % 3) as usize],
+                    _ => alphabet[(next() % 64) as usize],
+                })
+                .collect();
+            let got = decode(&text).ok();
+            assert_eq!(
+                got,
+                reference_decode(&text),
+                "{:?}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+        // Long texts: several blocks of the fast path, padding at the end, and a newline
+        // or '=' somewhere that sends the whole text through GLib's rules.
+        for len in [4096, 4100, 12_288 + 8, 40_000] {
+            let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let text = encode(&data).into_bytes();
+            assert_eq!(decode(&text).unwrap(), data);
+            assert_eq!(decode(&text).ok(), reference_decode(&text));
+            for special in [b'\n', b'='] {
+                let mut odd = text.clone();
+                odd.insert(next() as usize % text.len(), special);
+                assert_eq!(decode(&odd).ok(), reference_decode(&odd));
+            }
+        }
+    }
+
+    #[test]
+    fn raw_data_serializes_as_its_encoding() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 3) as u8).collect();
+        let v = Base64Data::Raw(data.clone()).into_qapi();
+        let mut want = b"\"".to_vec();
+        want.extend_from_slice(encode(&data).as_bytes());
+        want.push(b'"');
+        assert_eq!(v.to_json(), want);
+        // Streamed in pieces that cut through the text anywhere.
+        let mut pieces = Vec::new();
+        v.write_json_line(1000, &mut |p| {
+            pieces.extend_from_slice(p);
+            Ok(())
+        })
+        .unwrap();
+        want.push(b'\n');
+        assert_eq!(pieces, want);
+        assert_eq!(Base64Data::Raw(b"abc".to_vec()).text(), "YWJj");
+        let text = Value::str("YWJj");
+        let back = Base64Data::from_qapi(Some(&text), Path::REPLY).unwrap();
+        assert_eq!(back, Base64Data::Text("YWJj".into()));
+    }
+
+    #[test]
+    fn rejects_characters_outside_the_alphabet() {
+        for s in [
+            "SGV sbG8=",
+            "SGVsbG8=\r\n",
+            "SGVs\tbG8=",
+            "SGVs-_",
+            "é",
+            "Zm9v\0Zm9v",
+        ] {
+            assert_eq!(
+                decode(s).unwrap_err().to_string(),
+                INVALID_CHARACTERS,
+                "{s:?}"
+            );
+        }
+    }
+}
