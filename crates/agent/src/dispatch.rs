@@ -31,6 +31,9 @@ pub struct CommandDef {
     pub frozen_ok: bool,
     /// False: nothing is sent on success (shutdown and suspend).
     pub success_response: bool,
+    /// Whether a success with this return value leaves an audit line (failures and
+    /// refusals always do).
+    pub audit_ok: fn(&Value) -> bool,
 }
 
 impl CommandDef {
@@ -42,7 +45,14 @@ impl CommandDef {
             run,
             frozen_ok: false,
             success_response: true,
+            audit_ok: audit::always,
         }
+    }
+
+    /// Audits a success only when `when` says its return value is worth a line.
+    pub const fn audit_ok_when(mut self, when: fn(&Value) -> bool) -> Self {
+        self.audit_ok = when;
+        self
     }
 
     /// Marks the command as allowed while frozen.
@@ -247,12 +257,20 @@ pub fn respond(
         );
     }
     let result = (cmd.run)(agent, &mut args);
+    let note = audit::take_note();
     if let Some(head) = audit_head {
         let (ok, outcome) = match &result {
             Ok(ret) => (true, Outcome::Ok(ret)),
             Err(e) => (false, Outcome::Err(e.desc())),
         };
-        agent.log.audit_event(ok, &audit::finish(head, outcome));
+        if !ok || (cmd.audit_ok)(result.as_ref().unwrap_or(&Value::Null)) {
+            let mut line = audit::finish(head, outcome);
+            if let Some(note) = note {
+                line.push_str("; ");
+                line.push_str(&note);
+            }
+            agent.log.audit_event(ok, &line);
+        }
     }
     match result {
         Err(e) => generic(c_string_bytes(e.desc())),

@@ -161,6 +161,10 @@ fn audit_lines_on_syslog_name_the_caller_and_hide_secrets() {
             format!(r#"{{"execute":"guest-file-close","arguments":{{"handle":{handle}}}}}"#);
         assert_eq!(c.cmd(&close), r#"{"return": {}}"#);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), SECRET);
+        // A failed read is audited on its own; successful reads and writes are summed
+        // up on the close line.
+        let bad = r#"{"execute":"guest-file-read","arguments":{"handle":999999}}"#;
+        assert!(c.cmd(bad).contains("has not been found"));
         expected_audits += 3;
     }
     if has("guest-exec") {
@@ -180,7 +184,8 @@ fn audit_lines_on_syslog_name_the_caller_and_hide_secrets() {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(out.contains(&b64(SECRET.as_bytes())), "{out}");
-        expected_audits += 1; // and one per exec-status poll, counted below
+        // guest-exec, and the one exec-status poll that saw the end.
+        expected_audits += 2;
     }
     // A second connection is another client.
     drop(c);
@@ -204,12 +209,7 @@ fn audit_lines_on_syslog_name_the_caller_and_hide_secrets() {
     );
     assert_eq!(&ping[19..], " qga-agent: info: guest-ping called");
     let audits: Vec<&String> = lines.iter().filter(|l| l.contains(": audit: ")).collect();
-    let polls = audits
-        .iter()
-        .filter(|l| l.contains("audit: guest-exec-status "))
-        .count();
-    assert_eq!(polls > 0, has("guest-exec"), "{lines:#?}");
-    assert_eq!(audits.len() - polls, expected_audits, "{lines:#?}");
+    assert_eq!(audits.len(), expected_audits, "{lines:#?}");
     let client1 = format!("by unix-listen client #1 (pid {me}, uid 0)");
     let tag = format!(" qga-agent[{pid}]: audit: ");
     for a in &audits {
@@ -252,13 +252,27 @@ fn audit_lines_on_syslog_name_the_caller_and_hide_secrets() {
             )),
             "{open}"
         );
-        let write = audits
+        let handle = open.rsplit(' ').next().unwrap();
+        assert!(!audits.iter().any(|l| l.contains("guest-file-write")));
+        let close = audits
             .iter()
-            .find(|l| l.contains("guest-file-write"))
+            .find(|l| l.contains("guest-file-close"))
             .unwrap();
         assert!(
-            write.contains("buf-b64=<redacted>") && write.contains(": ok, returned count=23"),
-            "{write}"
+            close.contains(&format!(
+                "audit: guest-file-close handle={handle} {client1}: ok; \
+                 read 0 bytes in 0 requests, wrote 23 bytes in 1 requests"
+            )),
+            "{close}"
+        );
+        let read = audits
+            .iter()
+            .find(|l| l.contains("guest-file-read"))
+            .unwrap();
+        assert!(
+            read.contains("audit: guest-file-read handle=999999 ")
+                && read.contains(": error \"handle '999999' has not been found\""),
+            "{read}"
         );
     }
     if has("guest-exec") {
@@ -275,7 +289,7 @@ fn audit_lines_on_syslog_name_the_caller_and_hide_secrets() {
         );
         let st = audits
             .iter()
-            .find(|l| l.contains("audit: guest-exec-status") && l.contains("exited=true"))
+            .find(|l| l.contains("audit: guest-exec-status"))
             .unwrap();
         assert!(
             st.contains("ok, returned exited=true exitcode=0 out-data=<redacted>"),
@@ -623,7 +637,13 @@ fn qemu_ga_syslog_lines_are_qemu_gas_byte_for_byte() {
     let (audit, compat): (Vec<String>, Vec<String>) =
         ours.into_iter().partition(|l| l.contains(": audit: "));
     assert_eq!(compat, theirs);
-    assert_eq!(audit.len(), 9, "{audit:#?}");
+    // open, the failed write, close (with what the handle moved), the failed read,
+    // ssh keys and exec: successful reads, seeks and flushes leave no line.
+    assert_eq!(audit.len(), 6, "{audit:#?}");
+    assert!(
+        audit[2].contains(": ok; read 3 bytes in 1 requests, wrote 0 bytes in 0 requests"),
+        "{audit:#?}"
+    );
     assert!(
         audit
             .iter()

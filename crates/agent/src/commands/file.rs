@@ -19,6 +19,7 @@ use qga_proto::Empty;
 
 use crate::agent::Agent;
 use crate::error::{Error, Result};
+use crate::policy::audit;
 use crate::sys::base64;
 use crate::sys::passwd::os_bytes;
 use crate::sys::stdio::{OpenError, Stream, Whence};
@@ -42,6 +43,19 @@ enum RwState {
 struct OpenFile {
     stream: Stream,
     state: RwState,
+    /// What went through the handle, for the audit line of its close (successful
+    /// reads and writes leave no line of their own).
+    moved: Moved,
+}
+
+/// Successful guest-file-read and guest-file-write requests on a handle and the bytes
+/// they moved.
+#[derive(Default)]
+struct Moved {
+    reads: u64,
+    read_bytes: u64,
+    writes: u64,
+    written_bytes: u64,
 }
 
 /// One handle's file; `None` once closed (for a caller that looked it up just before).
@@ -120,6 +134,7 @@ pub fn open(agent: &Agent, args: GuestFileOpenArgs) -> Result<i64> {
     let file = OpenFile {
         stream,
         state: RwState::New,
+        moved: Moved::default(),
     };
     agent
         .files
@@ -144,6 +159,11 @@ pub fn close(agent: &Agent, args: GuestFileCloseArgs) -> Result<Empty> {
         .ok_or_else(|| not_found(args.handle))?;
     let file = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     let file = file.ok_or_else(|| not_found(args.handle))?;
+    let m = &file.moved;
+    audit::note(format!(
+        "read {} bytes in {} requests, wrote {} bytes in {} requests",
+        m.read_bytes, m.reads, m.written_bytes, m.writes
+    ));
     file.stream
         .close()
         .map_err(|e| Error::errno("failed to close handle", &e))?;
@@ -201,6 +221,8 @@ fn read_file(f: &mut OpenFile, count: usize) -> Result<GuestFileRead> {
         Some(e) => Err(Error::errno("failed to read file", &e)),
         None => {
             f.state = RwState::Reading;
+            f.moved.reads += 1;
+            f.moved.read_bytes += n as u64;
             Ok(GuestFileRead {
                 count: n as i64,
                 buf_b64: Base64Data::Raw(data),
@@ -242,6 +264,8 @@ pub fn write(agent: &Agent, args: GuestFileWriteArgs) -> Result<GuestFileWrite> 
             Some(e) => Err(Error::errno("failed to write to file", &e)),
             None => {
                 f.state = RwState::Writing;
+                f.moved.writes += 1;
+                f.moved.written_bytes += n as u64;
                 Ok(GuestFileWrite {
                     count: n as i64,
                     eof: f.stream.eof(),

@@ -28,6 +28,7 @@ use qga_proto::cmds::system::*;
 
 use crate::command;
 use crate::dispatch::CommandDef;
+use crate::policy::audit;
 
 pub mod core;
 pub mod exec;
@@ -51,10 +52,10 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(Change: GuestShutdownArgs => power::shutdown).no_success_response(),
     command!(File: GuestFileOpenArgs => file::open),
     command!(File: GuestFileCloseArgs => file::close),
-    command!(File: GuestFileReadArgs => file::read),
-    command!(File: GuestFileWriteArgs => file::write),
-    command!(File: GuestFileSeekArgs => file::seek),
-    command!(File: GuestFileFlushArgs => file::flush),
+    command!(File: GuestFileReadArgs => file::read).audit_ok_when(audit::never),
+    command!(File: GuestFileWriteArgs => file::write).audit_ok_when(audit::never),
+    command!(File: GuestFileSeekArgs => file::seek).audit_ok_when(audit::never),
+    command!(File: GuestFileFlushArgs => file::flush).audit_ok_when(audit::never),
     command!(Info: GuestFsfreezeStatusArgs => fsfreeze::status).frozen_ok(),
     command!(Change: GuestFsfreezeFreezeArgs => fsfreeze::freeze),
     command!(Change: GuestFsfreezeFreezeListArgs => fsfreeze::freeze_list),
@@ -72,7 +73,7 @@ pub static COMMANDS: &[CommandDef] = &[
     command!(Info: GuestGetMemoryBlocksArgs => system::get_memory_blocks),
     command!(Change: GuestSetMemoryBlocksArgs => hotplug::set_memory_blocks),
     command!(Info: GuestGetMemoryBlockInfoArgs => system::get_memory_block_info),
-    command!(Exec: GuestExecStatusArgs => exec::status),
+    command!(Exec: GuestExecStatusArgs => exec::status).audit_ok_when(audit::exited),
     command!(Exec: GuestExecArgs => exec::exec),
     command!(Info: GuestGetHostNameArgs => system::get_host_name),
     command!(Info: GuestGetUsersArgs => system::get_users),

@@ -76,8 +76,11 @@ ignores the config keys, so one config file serves both):
 Audit: every command that is not sync, ping, info or read-only information
 leaves one line, after it ran or was refused: command, arguments (never file
 contents, input or output data, environments, passwords or keys), caller and
-result. It goes to syslog (/dev/log, facility authpriv) or, without it, to the
-log file or stderr; lines of a frozen period are sent after the thaw.
+result. Successful file reads, writes, seeks and flushes are summed up on the
+handle's guest-file-close line; guest-exec-status is audited when it reports
+the end; failures always. It goes to syslog (/dev/log, facility authpriv) or,
+without it, to the log file or stderr; lines of a frozen period are sent after
+the thaw.
 
 Config file: group [general], keys named like the long options, except
 daemon=true for --daemonize; booleans are true/false/1/0. Command-line values

@@ -90,6 +90,42 @@ pub enum Outcome<'a> {
     Denied(&'a str),
 }
 
+/// [`CommandDef::audit_ok`] of most commands: every success is audited.
+pub fn always(_: &Value) -> bool {
+    true
+}
+
+/// [`CommandDef::audit_ok`] of guest-file-read, -write, -seek and -flush: their
+/// successes are summed up on the handle's guest-file-close line instead (a 1 GiB copy
+/// in 4 KiB reads would otherwise write 262,144 lines and run into journald's rate
+/// limit, losing other messages).
+pub fn never(_: &Value) -> bool {
+    false
+}
+
+/// [`CommandDef::audit_ok`] of guest-exec-status: only the reply that reports the
+/// program's end (a host polls until then).
+pub fn exited(ret: &Value) -> bool {
+    ret.as_dict()
+        .and_then(|d| d.get("exited"))
+        .is_some_and(|e| *e == Value::Bool(true))
+}
+
+thread_local! {
+    static NOTE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Adds `text` to the audit line of the command running on this thread (after its
+/// outcome, `; text`).
+pub fn note(text: String) {
+    NOTE.with(|n| *n.borrow_mut() = Some(text));
+}
+
+/// The note of the command that just ran on this thread, if it left one.
+pub fn take_note() -> Option<String> {
+    NOTE.with(|n| n.borrow_mut().take())
+}
+
 /// The audit line (without a trailing newline).
 pub fn line(cmd: &CommandDef, caller: &str, args: &Dict, outcome: Outcome<'_>) -> String {
     finish(head(cmd, caller, args), outcome)
