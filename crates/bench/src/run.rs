@@ -247,7 +247,7 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
     }
     if opts.wants("read") || opts.wants("write") {
         r.notes.push(format!(
-            "file transfers: {} MiB file, 2 requests in flight, every byte checked; \
+            "file transfers: {} MiB file, up to 8 requests or 16 MiB in flight (at least 2), every byte checked; \
              48 MiB writes send {} bytes per request (qemu-ga's 64 MiB JSON token limit)",
             sizes.file >> 20,
             transfer::MAX_WRITE_CHUNK

@@ -1,5 +1,5 @@
 //! File transfer workloads (`guest-file-read` / `guest-file-write` over a whole file,
-//! two requests in flight) and the "limit": what base64 plus one trip through a unix
+//! up to 8 requests in flight) and the "limit": what base64 plus one trip through a unix
 //! socket costs on this machine, measured with the same client code.
 
 use std::io::{Read, Write};
@@ -14,9 +14,13 @@ use crate::b64;
 use crate::client;
 use crate::workloads::Figures;
 
-/// Requests in flight during a transfer: the agent prepares one reply while the client
-/// checks the previous one.
-const WINDOW: usize = 2;
+/// Requests in flight during a transfer: as a pipelining client keeps them (`qga cp`
+/// does), so the round trip of a small request does not decide the figure: up to 8, or
+/// 16 MiB of data, and at least 2 (the agent prepares one reply while the client
+/// checks the previous one). The same for both agents.
+fn window(chunk: usize) -> usize {
+    ((16 << 20) / chunk.max(1)).clamp(2, 8)
+}
 /// The largest write chunk whose request fits QEMU's 64 MiB JSON token limit (the
 /// base64 string plus the rest of the request), a multiple of 3 so it has no padding.
 pub const MAX_WRITE_CHUNK: usize = (((64 << 20) - 4096) / 4) * 3;
@@ -94,7 +98,7 @@ pub fn read(agent: &Agent, data: &[u8], chunk: usize) -> Result<Figures, String>
     let t = Instant::now();
     conn.pipeline(
         n,
-        WINDOW,
+        window(chunk),
         |_| req.as_bytes(),
         |_, reply| {
             let ret = client::returned(reply)?;
@@ -152,7 +156,7 @@ pub fn write(agent: &Agent, data: &[u8], nominal: usize) -> Result<Figures, Stri
     let t = Instant::now();
     conn.pipeline(
         n,
-        WINDOW,
+        window(chunk),
         |i| if i + 1 == n { &last[..] } else { &full[..] },
         |i, reply| {
             let ret = client::returned(reply)?;
@@ -219,6 +223,10 @@ mod tests {
         const { assert!(MAX_WRITE_CHUNK / 3 * 4 + 200 < 64 << 20) };
         const { assert!(MAX_WRITE_CHUNK > (48 << 20) - 4096) };
         assert_eq!(write_chunk(4 << 20), 4 << 20);
+        assert_eq!(
+            [4 << 10, 1 << 20, 4 << 20, 48 << 20].map(window),
+            [8, 8, 4, 2]
+        );
     }
 
     #[test]
