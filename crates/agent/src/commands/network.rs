@@ -49,7 +49,7 @@ pub fn get_interfaces(
     // needs it (qemu-ga re-reads it for each such interface).
     let mut dev: Option<Option<Vec<u8>>> = None;
     let stats = |name: &[u8]| {
-        let text = dev.get_or_insert_with(|| std::fs::read("/proc/net/dev").ok());
+        let text = dev.get_or_insert_with(|| crate::sys::procfs::read("/proc/net/dev").ok());
         procfs::net_dev_stats(text.as_deref()?, name)
     };
     netif::build_interfaces(&entries, hw, stats)

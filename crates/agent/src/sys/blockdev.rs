@@ -17,6 +17,7 @@
 //! and turned into real paths below a [`SysRoot`] only to touch the filesystem, so the
 //! same code runs on the live system and on fixture trees.
 
+use std::cell::RefCell;
 use std::io;
 use std::path::PathBuf;
 
@@ -33,6 +34,10 @@ use crate::error::{Error, Result};
 pub struct SysRoot {
     root: PathBuf,
     canonical: PathBuf,
+    /// Results of [`SysRoot::realpath`] so far: qemu-ga resolves a device's real path
+    /// again in several places, each a readlink per path component, and a real path
+    /// resolves to itself.
+    resolved: RefCell<Vec<String>>,
 }
 
 impl SysRoot {
@@ -45,7 +50,11 @@ impl SysRoot {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
         let canonical = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
-        SysRoot { root, canonical }
+        SysRoot {
+            root,
+            canonical,
+            resolved: RefCell::default(),
+        }
     }
 
     /// The real path of an absolute path inside the root.
@@ -55,12 +64,35 @@ impl SysRoot {
 
     /// `realpath(3)` inside the root, as an absolute path inside the root.
     pub fn realpath(&self, abs: &str) -> io::Result<String> {
-        let real = std::fs::canonicalize(self.path(abs))?;
+        if self.resolved.borrow().iter().any(|r| r == abs) {
+            return Ok(abs.to_string());
+        }
+        let real = resolve(&self.path(abs))?;
         let inside = match real.strip_prefix(&self.canonical) {
             Ok(rel) => format!("/{}", rel.to_string_lossy()),
             Err(_) => real.to_string_lossy().into_owned(),
         };
+        self.resolved.borrow_mut().push(inside.clone());
         Ok(inside)
+    }
+}
+
+/// `realpath(3)` as musl does it: open the path (`O_PATH`, following every link) and
+/// ask the kernel for the descriptor's path, three calls where resolving it a
+/// component at a time is one readlink per component. Falls back to the latter where
+/// `/proc` is not mounted.
+fn resolve(path: &std::path::Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    use std::os::unix::io::AsRawFd as _;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(path)?;
+    match std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())) {
+        // A path the kernel cannot name from here ("(deleted)" or outside our root) is
+        // left to the slow way.
+        Ok(p) if p.is_absolute() && p.exists() => Ok(p),
+        _ => std::fs::canonicalize(path),
     }
 }
 

@@ -2,20 +2,31 @@
 //! stopped answering, an NVMe admin command to a wedged controller), run with a time
 //! bound so that one stuck device cannot stall the agent.
 //!
-//! Each call runs on a short-lived helper thread; the caller waits at most the given
-//! bound. When the bound passes, the caller carries on without the result, and the
+//! Each call runs on a helper thread; the caller waits at most the given bound. A
+//! helper that returned in time is kept for the next call (a KubeVirt poll every 10 s
+//! makes one statvfs per mount: starting a thread for each cost more than the call)
+//! and ends after [`IDLE_EXIT`] without work. When the bound passes, the caller carries on without the result, and the
 //! call's key (e.g. the mount point) stays registered as *pending* until the helper
 //! thread finally returns. While a key is pending, further calls with that key are not
 //! started at all: they are answered "skipped" at once, so a device that stays stuck
 //! costs one parked thread, not one more per poll. At most [`MAX_PENDING`] keys may be
 //! pending at a time; beyond that every new call is skipped.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// Most calls left running after their bound passed (one parked thread each).
 pub const MAX_PENDING: usize = 64;
+/// An idle helper thread ends after this long without a call.
+pub const IDLE_EXIT: Duration = Duration::from_secs(60);
+
+/// A call handed to a helper thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The idle helper: its number and where its calls go.
+type Idle = Option<(u64, mpsc::Sender<Job>)>;
 
 /// The outcome of a bounded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +43,8 @@ pub enum Bounded<T> {
 /// The set of keys whose calls outlived their bound.
 pub struct Pending {
     keys: Mutex<Vec<Vec<u8>>>,
+    idle: Mutex<Idle>,
+    workers: AtomicU64,
 }
 
 /// The agent's registry (stuck calls are a property of the process).
@@ -42,6 +55,8 @@ impl Pending {
     pub const fn new() -> Self {
         Pending {
             keys: Mutex::new(Vec::new()),
+            idle: Mutex::new(None),
+            workers: AtomicU64::new(0),
         }
     }
 
@@ -79,24 +94,82 @@ impl Pending {
         }
         let (tx, rx) = mpsc::sync_channel(1);
         let owned = key.to_vec();
-        let spawned = std::thread::Builder::new()
-            .name("qga-bounded".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let v = f();
-                // Released before the result is handed over, so a caller that got
-                // `Done` may immediately call again with the same key.
-                self.release(&owned);
-                let _ = tx.send(v);
-            });
-        if spawned.is_err() {
+        let job: Job = Box::new(move || {
+            let v = f();
+            // Released before the result is handed over, so a caller that got `Done`
+            // may immediately call again with the same key.
+            self.release(&owned);
+            let _ = tx.send(v);
+        });
+        let Some(worker) = self.hand_over(job) else {
             self.release(key);
             return Bounded::Skipped;
-        }
+        };
         match rx.recv_timeout(bound) {
-            Ok(v) => Bounded::Done(v),
+            Ok(v) => {
+                self.set_idle(worker);
+                Bounded::Done(v)
+            }
+            // The helper is stuck in the call: its sender is dropped here, so it ends
+            // once the call returns.
             Err(_) => Bounded::TimedOut,
         }
+    }
+
+    /// Gives `job` to the idle helper, or to a new one; returns that helper (to be put
+    /// back as idle if it finishes in time), `None` if no thread could be started.
+    fn hand_over(&'static self, job: Job) -> Option<(u64, mpsc::Sender<Job>)> {
+        let idle = self.lock_idle().take();
+        let job = match idle {
+            Some((id, tx)) => match tx.send(job) {
+                Ok(()) => return Some((id, tx)),
+                // It ended after IDLE_EXIT between our taking it and sending.
+                Err(mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (tx, rx) = mpsc::channel::<Job>();
+        let id = self.workers.fetch_add(1, Ordering::Relaxed);
+        std::thread::Builder::new()
+            .name("qga-bounded".into())
+            .stack_size(64 * 1024)
+            .spawn(move || self.work(id, &rx))
+            .ok()?;
+        tx.send(job).ok()?;
+        Some((id, tx))
+    }
+
+    /// A helper thread: runs calls until nobody holds its sender any more, or it sat
+    /// idle for [`IDLE_EXIT`].
+    fn work(&self, id: u64, rx: &mpsc::Receiver<Job>) {
+        loop {
+            match rx.recv_timeout(IDLE_EXIT) {
+                Ok(job) => job(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // Only an idle helper may end: taking its sender out of the slot
+                    // under the lock means no call can be handed to it any more. If a
+                    // caller holds the sender, a call is on its way (or the sender is
+                    // dropped and the next recv says so).
+                    let mut idle = self.lock_idle();
+                    if idle.as_ref().is_some_and(|(i, _)| *i == id) {
+                        *idle = None;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_idle(&self, worker: (u64, mpsc::Sender<Job>)) {
+        let mut idle = self.lock_idle();
+        if idle.is_none() {
+            *idle = Some(worker);
+        }
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn release(&self, key: &[u8]) {
@@ -152,6 +225,25 @@ mod tests {
             Bounded::Done(4)
         );
         assert!(P.is_empty());
+    }
+
+    #[test]
+    fn a_helper_is_reused_and_a_stuck_one_is_not() {
+        static P: Pending = Pending::new();
+        let tid = || format!("{:?}", std::thread::current().id());
+        let a = P.run(b"a", Duration::from_secs(5), tid);
+        let b = P.run(b"b", Duration::from_secs(5), tid);
+        assert_eq!(a, b, "the second call runs on the same helper thread");
+        let (unblock_tx, unblock_rx) = channel::<()>();
+        let stuck = P.run(b"s", Duration::from_millis(20), move || {
+            let _ = unblock_rx.recv();
+            tid()
+        });
+        assert_eq!(stuck, Bounded::TimedOut);
+        // The stuck helper is not given the next call.
+        let c = P.run(b"c", Duration::from_secs(5), tid);
+        assert!(matches!(&c, Bounded::Done(_)) && c != a, "{c:?} {a:?}");
+        unblock_tx.send(()).unwrap();
     }
 
     #[test]

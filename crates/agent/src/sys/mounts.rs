@@ -25,7 +25,7 @@ pub struct Mount {
 
 /// Reads the live mount list.
 pub fn mount_list() -> std::io::Result<Vec<Mount>> {
-    let text = std::fs::read("/proc/self/mountinfo")?;
+    let text = super::procfs::read("/proc/self/mountinfo")?;
     Ok(parse_mountinfo(&text, block_dev_numbers))
 }
 

@@ -6,6 +6,17 @@ use qga_proto::cmds::system::GuestLinuxCpuStats;
 
 use super::cscan::{atoi, is_glib_space, Scanner};
 
+/// A whole `/proc` file. `std::fs::read` sizes its buffer from the file's size,
+/// which `/proc` reports as 0, and so reads 32, 32, 64, 128... bytes at a time: one
+/// large buffer reads a mount table in two calls instead of ten.
+pub fn read(path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let mut data = Vec::with_capacity(16 << 10);
+    f.read_to_end(&mut data)?;
+    Ok(data)
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `/proc/stat`.
 pub fn clk_tck() -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.

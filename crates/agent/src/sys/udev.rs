@@ -40,15 +40,21 @@ pub fn device(root: &SysRoot, syspath: &str) -> Option<UdevDevice> {
     if !real.starts_with("/sys/") {
         return None;
     }
+    let uevent = std::fs::read(root.path(&format!("{real}/uevent")));
     if real.starts_with("/sys/devices/") {
-        if !root.path(&format!("{real}/uevent")).exists() {
+        // libudev stats `uevent` and gives up if that fails; one that exists but
+        // cannot be read is taken as empty.
+        if uevent
+            .as_ref()
+            .is_err_and(|e| e.kind() != std::io::ErrorKind::PermissionDenied)
+        {
             return None;
         }
     } else if !root.path(&real).is_dir() {
         return None;
     }
     let mut dev = UdevDevice::default();
-    let uevent = std::fs::read(root.path(&format!("{real}/uevent"))).unwrap_or_default();
+    let uevent = uevent.unwrap_or_default();
     let (mut major, mut minor) = (None, None);
     for line in String::from_utf8_lossy(&uevent).lines() {
         let Some((k, v)) = line.split_once('=') else {
