@@ -4,9 +4,15 @@
 //! source device), and only the first mount of each major:minor kept (bind mounts).
 
 use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::io::AsRawFd;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::procfs;
 
 /// One block-device-backed mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +31,53 @@ pub struct Mount {
 
 /// Reads the live mount list.
 pub fn mount_list() -> std::io::Result<Vec<Mount>> {
-    let text = super::procfs::read("/proc/self/mountinfo")?;
+    let text = mountinfo_text()?;
     Ok(parse_mountinfo(&text, block_dev_numbers))
+}
+
+/// `/proc/self/mountinfo` and its text as last read. The file stays open between
+/// calls: poll() reports POLLPRI on it once the mount table has changed since
+/// (proc(5)), so an unchanged table (the normal case for a KubeVirt poll every 10 s)
+/// is not generated and read again.
+static MOUNTINFO: Mutex<Option<(File, Arc<Vec<u8>>)>> = Mutex::new(None);
+
+/// The current text of `/proc/self/mountinfo`.
+pub fn mountinfo_text() -> io::Result<Arc<Vec<u8>>> {
+    let mut cached = MOUNTINFO.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((f, text)) = cached.as_mut() {
+        match changed(f) {
+            Ok(false) => return Ok(text.clone()),
+            Ok(true) => {
+                if let Ok(new) = f
+                    .seek(SeekFrom::Start(0))
+                    .and_then(|_| procfs::read_from(f))
+                {
+                    *text = Arc::new(new);
+                    return Ok(text.clone());
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    *cached = None;
+    let mut f = File::open("/proc/self/mountinfo")?;
+    let text = Arc::new(procfs::read_from(&mut f)?);
+    *cached = Some((f, text.clone()));
+    Ok(text)
+}
+
+/// Whether the mount table changed since `f` was last polled (or opened).
+fn changed(f: &File) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: f.as_raw_fd(),
+        events: libc::POLLPRI,
+        revents: 0,
+    };
+    // SAFETY: one pollfd we own, for an open descriptor; no waiting.
+    if unsafe { libc::poll(&mut pfd, 1, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pfd.revents & (libc::POLLPRI | libc::POLLERR) != 0)
 }
 
 /// major:minor of a block device node (`stat` + `S_ISBLK`).
@@ -162,5 +213,42 @@ mod tests {
         assert_eq!(decode_octal(br"/x\\y"), br"/x\y");
         // Only \000-\377 are escapes; others and truncated ones stay literal.
         assert_eq!(decode_octal(br"/\400/\08/\04"), br"/\400/\08/\04");
+    }
+
+    #[test]
+    fn a_mount_table_change_is_seen_and_an_unchanged_one_reused() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: mounting needs root");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("qga-mounts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        let shown = dir.to_str().unwrap().as_bytes().to_vec();
+        let has = |t: &[u8]| t.windows(shown.len()).any(|w| w == shown.as_slice());
+        let before = mountinfo_text().unwrap();
+        assert!(!has(&before));
+        // Nothing changed: the same text, not read again.
+        assert!(Arc::ptr_eq(&before, &mountinfo_text().unwrap()));
+        let tmpfs = c"tmpfs";
+        // SAFETY: valid NUL-terminated strings; no mount data.
+        let r = unsafe {
+            libc::mount(
+                tmpfs.as_ptr(),
+                path.as_ptr(),
+                tmpfs.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        let mounted = mountinfo_text().unwrap();
+        // SAFETY: a path we mounted on above.
+        unsafe { libc::umount(path.as_ptr()) };
+        let unmounted = mountinfo_text().unwrap();
+        let _ = std::fs::remove_dir(&dir);
+        assert!(has(&mounted), "{}", String::from_utf8_lossy(&mounted));
+        assert!(!has(&unmounted));
     }
 }

@@ -10,10 +10,26 @@ use super::cscan::{atoi, is_glib_space, Scanner};
 /// which `/proc` reports as 0, and so reads 32, 32, 64, 128... bytes at a time: one
 /// large buffer reads a mount table in two calls instead of ten.
 pub fn read(path: &str) -> std::io::Result<Vec<u8>> {
+    read_from(&mut std::fs::File::open(path)?)
+}
+
+/// The rest of an open `/proc` file, as [`read`].
+pub fn read_from(f: &mut std::fs::File) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
-    let mut f = std::fs::File::open(path)?;
-    let mut data = Vec::with_capacity(16 << 10);
-    f.read_to_end(&mut data)?;
+    let mut data = vec![0; 16 << 10];
+    let mut len = 0;
+    loop {
+        if len == data.len() {
+            data.resize(len * 2, 0);
+        }
+        match f.read(&mut data[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    data.truncate(len);
     Ok(data)
 }
 
