@@ -352,18 +352,77 @@ pub fn decode_status(status: i32) -> (Option<i64>, Option<i64>) {
     }
 }
 
-/// poll(2) over `fds`, retrying EINTR; `timeout_ms` < 0 waits without limit.
-pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
-    loop {
-        // SAFETY: fds is a valid, exclusively borrowed array of pollfd.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+/// A level-triggered epoll set whose events carry a caller-chosen token.
+#[derive(Debug)]
+pub struct Epoll(OwnedFd);
+
+impl Epoll {
+    /// A new, empty set.
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall; a non-negative result is a new descriptor we own.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Watches `fd` for `events` (EPOLLERR and EPOLLHUP are always reported).
+    pub fn add(&self, fd: &OwnedFd, events: i32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: events as u32,
+            u64: token,
+        };
+        // SAFETY: ev is a valid epoll_event; both descriptors are open.
+        let r = unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut ev,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd` (before it is closed: a copy of it in a child that has not
+    /// exec'd yet would otherwise keep it in the set).
+    pub fn remove(&self, fd: &OwnedFd) {
+        // SAFETY: both descriptors are open; a NULL event is allowed for DEL.
+        unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            );
+        }
+    }
+
+    /// Waits for events (`timeout_ms` < 0: without limit); returns their tokens.
+    /// EINTR counts as no event.
+    pub fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
+        // SAFETY: events is a valid, exclusively borrowed array of that length.
+        let r = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len().min(i32::MAX as usize) as i32,
+                timeout_ms,
+            )
+        };
         if r >= 0 {
             return Ok(r as usize);
         }
         let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
         }
+        Err(e)
     }
 }
 
