@@ -94,14 +94,16 @@ pub enum Failure {
 /// Starts the child and returns its pid once it has exec'd; on failure the child has
 /// been reaped.
 pub fn spawn(plan: &mut Plan, stdio: Stdio) -> Result<i32, Failure> {
-    let mut stack = vec![0u8; STACK_SIZE];
+    // Uninitialised: only the child writes it (malloc reuses the block, so no fresh
+    // pages to fault in either).
+    let mut stack: Vec<u8> = Vec::with_capacity(STACK_SIZE);
     let mut ctx = Ctx {
         plan,
         stdio,
         error: AtomicI32::new(0),
     };
     // Stacks grow down on every Linux target we build for; the top is 16-aligned.
-    let top = (stack.as_mut_ptr() as usize + STACK_SIZE) & !15;
+    let top = (stack.spare_capacity_mut().as_mut_ptr() as usize + STACK_SIZE) & !15;
     // SAFETY: all-signals-blocked is restored right after the clone; while it lasts no
     // handler can run in the child (which shares our memory) before it has reset its
     // handlers to the default. The child runs `child` on `stack`, which outlives it
@@ -245,4 +247,53 @@ fn exec(plan: &mut Plan) -> i32 {
 fn errno() -> i32 {
     // SAFETY: __errno_location returns this thread's errno slot.
     unsafe { *libc::__errno_location() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn plan(program: &CStr) -> Plan {
+        let argv = vec![program.to_owned()];
+        Plan {
+            candidates: vec![program.to_owned()],
+            direct: true,
+            empty: false,
+            argv_ptrs: ptrs(&argv),
+            sh_ptrs: sh_ptrs(&argv),
+            argv,
+            envp: Vec::new(),
+            envp_ptrs: ptrs(&[]),
+        }
+    }
+
+    #[test]
+    fn failures_are_told_apart_and_successes_run() {
+        let null = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        let n = null.as_raw_fd();
+        let stdio = Stdio {
+            stdin: n,
+            stdout: n,
+            stderr: Some(n),
+        };
+        let bad = Stdio { stdin: -1, ..stdio };
+        assert_eq!(
+            spawn(&mut plan(c"/bin/true"), bad),
+            Err(Failure::Setup(libc::EBADF))
+        );
+        assert_eq!(
+            spawn(&mut plan(c"/nonexistent/x"), stdio),
+            Err(Failure::Exec(libc::ENOENT))
+        );
+        let pid = spawn(&mut plan(c"/bin/false"), stdio).unwrap();
+        let mut status = 0;
+        // SAFETY: waitpid for our own child with a valid out-pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1);
+    }
 }

@@ -383,3 +383,60 @@ fn drain(capture: Option<&mut Capture>, scratch: &mut [u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::spawn::{Sink, Spec};
+
+    /// A child whose descriptors the epoll set refused and which has no pidfd (a
+    /// kernel before 5.3) is fed, drained and reaped by the sweep alone.
+    #[test]
+    fn the_sweep_covers_what_epoll_does_not() {
+        let argv = ["sh", "-c", "cat; echo err >&2; exit 5"].map(String::from);
+        let child = spawn::spawn(&Spec {
+            argv: &argv,
+            env: None,
+            stdin_pipe: true,
+            stdout: Sink::Pipe,
+            stderr: Sink::Pipe,
+        })
+        .unwrap();
+        let unwatched = |fd| Watched { fd, ep: None };
+        let capture = |fd: Option<OwnedFd>| {
+            Some(Capture {
+                fd: Some(unwatched(fd.unwrap())),
+                kept: Captured::default(),
+            })
+        };
+        let mut p = Proc {
+            id: 0,
+            pid: child.pid,
+            pidfd: None,
+            status: None,
+            stdin: Some(Feed {
+                fd: unwatched(child.stdin.unwrap()),
+                data: b"in\n".to_vec(),
+                written: 0,
+            }),
+            out: capture(child.stdout),
+            err: capture(child.stderr),
+            finished: None,
+        };
+        let mut scratch = vec![0u8; READ_CHUNK];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !p.exited() {
+            assert!(p.needs_sweep());
+            assert!(Instant::now() < deadline, "the child did not finish");
+            p.sweep(&mut scratch);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert!(!p.needs_sweep());
+        assert_eq!(spawn::decode_status(p.status.unwrap()), (Some(5), None));
+        let kept = |c: &Option<Capture>| c.as_ref().unwrap().kept.data.clone();
+        assert_eq!(
+            (kept(&p.out), kept(&p.err)),
+            (b"in\n".to_vec(), b"err\n".to_vec())
+        );
+    }
+}
