@@ -33,3 +33,4 @@ pub mod syslog;
 pub mod tz;
 pub mod udev;
 pub mod utmp;
+pub mod vfork;

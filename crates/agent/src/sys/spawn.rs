@@ -14,20 +14,19 @@
 //! - every descriptor above 2 is closed on exec, SIGPIPE is reset to its default, and
 //!   the signal mask is emptied (the agent blocks SIGTERM/SIGINT in its threads).
 //!
-//! The child runs only async-signal-safe code between fork and exec: everything it
-//! needs (argv, envp, the candidate paths) is built before the fork.
+//! The child is a vfork-style clone ([`super::vfork`]) that runs only async-signal-safe
+//! code before exec: everything it needs (argv, envp, the candidate paths, its stdio
+//! descriptors) is built before the clone.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+
+use super::vfork;
 
 /// GLib's search path when neither `env` nor the agent has `PATH`.
 const DEFAULT_SEARCH_PATH: &str = "/bin:/usr/bin:.";
-/// Marks an error that came from exec in the child (as opposed to fork or setup).
-const EXEC_FAILED: i32 = 0x4000_0000;
 
 /// Where a child's stdout or stderr goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,131 +74,126 @@ pub struct SpawnError(pub String);
 /// Starts a child as described by `spec`.
 pub fn spawn(spec: &Spec<'_>) -> Result<Child, SpawnError> {
     let program = spec.argv.first().map(String::as_str).unwrap_or("");
-    let pipe_err = |e: io::Error| {
-        SpawnError(format!(
-            "Failed to create pipe for communicating with child process ({})",
-            crate::error::strerror(e.raw_os_error().unwrap_or(libc::EIO))
-        ))
+    let glib = |what: &str, e: io::Error| {
+        let e = crate::error::strerror(e.raw_os_error().unwrap_or(libc::EIO));
+        SpawnError(format!("{what} ({e})"))
     };
-    let mut cmd = Command::new("/bin/sh");
+    let pipe_err = |e| {
+        glib(
+            "Failed to create pipe for communicating with child process",
+            e,
+        )
+    };
+    let null_err = |e| glib("Failed to open file to remap file descriptor", e);
+    let mut fds = ChildFds::default();
     let mut stdin = None;
-    let (mut stdout, mut stderr) = (None, None);
-    if spec.stdin_pipe {
+    let child_stdin = if spec.stdin_pipe {
         let (r, w) = pipe().map_err(pipe_err)?;
-        cmd.stdin(Stdio::from(r));
         stdin = Some(w);
+        fds.keep(r).map_err(pipe_err)?
     } else {
-        cmd.stdin(Stdio::null());
-    }
-    match spec.stdout {
-        Sink::Pipe => {
+        fds.keep(open_null(libc::O_RDONLY).map_err(null_err)?)
+            .map_err(null_err)?
+    };
+    let (mut stdout, mut stderr) = (None, None);
+    let mut wire = |sink: Sink, parent: &mut Option<OwnedFd>| -> Result<_, SpawnError> {
+        if sink == Sink::Pipe {
             let (r, w) = pipe().map_err(pipe_err)?;
-            cmd.stdout(Stdio::from(w));
-            stdout = Some(r);
+            *parent = Some(r);
+            return fds.keep(w).map_err(pipe_err);
         }
-        Sink::Null | Sink::Stdout => {
-            cmd.stdout(Stdio::null());
-        }
-    }
-    match spec.stderr {
-        Sink::Pipe => {
-            let (r, w) = pipe().map_err(pipe_err)?;
-            cmd.stderr(Stdio::from(w));
-            stderr = Some(r);
-        }
-        Sink::Null | Sink::Stdout => {
-            cmd.stderr(Stdio::null());
-        }
-    }
-    let merge = spec.stderr == Sink::Stdout;
-    let mut plan = Plan::new(spec);
-    // SAFETY: the closure runs in the forked child and only makes async-signal-safe
-    // calls (sigprocmask, sigaction, close_range/fcntl, dup2, execve) on memory
-    // prepared before the fork; it never allocates, locks or panics.
-    unsafe {
-        cmd.pre_exec(move || {
-            child_setup(merge);
-            let errno = plan.exec();
-            Err(io::Error::from_raw_os_error(EXEC_FAILED | errno))
-        });
-    }
-    let spawned = cmd.spawn();
-    // Drops our copies of the child's pipe ends, so EOF arrives when it exits.
-    drop(cmd);
-    let child = spawned.map_err(|e| {
-        let code = e.raw_os_error().unwrap_or(libc::EIO);
-        if code & EXEC_FAILED != 0 {
-            SpawnError(format!(
-                "Failed to execute child process \u{201C}{program}\u{201D} ({})",
-                crate::error::strerror(code & !EXEC_FAILED)
-            ))
-        } else {
-            SpawnError(format!("Failed to fork ({})", crate::error::strerror(code)))
-        }
+        fds.null_w().map_err(null_err)
+    };
+    // (stdout into "stdout" is not a wiring exec.rs asks for: /dev/null.)
+    let child_stdout = wire(spec.stdout, &mut stdout)?;
+    let child_stderr = match spec.stderr {
+        Sink::Stdout => None,
+        s => Some(wire(s, &mut stderr)?),
+    };
+    let mut plan = new_plan(spec);
+    let spawned = vfork::spawn(
+        &mut plan,
+        vfork::Stdio {
+            stdin: child_stdin,
+            stdout: child_stdout,
+            stderr: child_stderr,
+        },
+    );
+    // Our copies of the child's ends: EOF arrives when it exits.
+    drop(fds);
+    let pid = spawned.map_err(|f| match f {
+        vfork::Failure::Exec(e) => SpawnError(format!(
+            "Failed to execute child process \u{201C}{program}\u{201D} ({})",
+            crate::error::strerror(e)
+        )),
+        vfork::Failure::Setup(e) => glib(
+            "Failed to redirect output or input of child process",
+            io::Error::from_raw_os_error(e),
+        ),
+        vfork::Failure::Clone(e) => glib("Failed to fork", io::Error::from_raw_os_error(e)),
     })?;
     for fd in [&stdin, &stdout, &stderr].into_iter().flatten() {
         set_nonblocking(fd);
     }
     Ok(Child {
-        pid: child.id() as i32,
+        pid,
         stdin,
         stdout,
         stderr,
     })
 }
 
-/// In the child, before exec: a clean signal state, no inherited descriptors above 2,
-/// and stderr merged into stdout if asked.
-fn child_setup(merge: bool) {
-    // SAFETY: all of these are async-signal-safe syscalls on the child's own state.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
-            // Kernels before 5.11: mark them one by one, up to the soft limit.
-            let mut lim: libc::rlimit = std::mem::zeroed();
-            let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-                lim.rlim_cur.min(1 << 20) as libc::c_int
-            } else {
-                1024
-            };
-            for fd in 3..max {
-                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            }
+/// The descriptors that become the child's stdio, held until it has exec'd.
+#[derive(Default)]
+struct ChildFds {
+    held: Vec<OwnedFd>,
+    /// /dev/null for writing, opened once for stdout and stderr.
+    null_w: Option<libc::c_int>,
+}
+
+impl ChildFds {
+    /// Holds `fd` (moved above 2 if needed) and returns its number.
+    fn keep(&mut self, fd: OwnedFd) -> io::Result<libc::c_int> {
+        let fd = above_stdio(fd)?;
+        let raw = fd.as_raw_fd();
+        self.held.push(fd);
+        Ok(raw)
+    }
+
+    fn null_w(&mut self) -> io::Result<libc::c_int> {
+        if let Some(fd) = self.null_w {
+            return Ok(fd);
         }
-        if merge {
-            libc::dup2(1, 2);
-        }
+        let fd = self.keep(open_null(libc::O_WRONLY)?)?;
+        Ok(*self.null_w.insert(fd))
     }
 }
 
-/// Everything the child needs to exec, prepared before the fork.
-struct Plan {
-    /// Paths to try, in order; a single one when the program name has a `/`.
-    candidates: Vec<CString>,
-    /// The program name has a `/`: only that path is tried.
-    direct: bool,
-    /// The program name was empty (GLib: ENOENT without trying anything).
-    empty: bool,
-    _argv: Vec<CString>,
-    argv_ptrs: Vec<*const c_char>,
-    /// `/bin/sh <candidate> argv[1..]` for files without `#!`; slot 1 is filled in.
-    sh_ptrs: Vec<*const c_char>,
-    _envp: Vec<CString>,
-    envp_ptrs: Vec<*const c_char>,
+/// `/dev/null`, close-on-exec.
+fn open_null(mode: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: a static NUL-terminated path; a non-negative result is a new descriptor.
+    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), mode | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-// SAFETY: the raw pointers point into CStrings owned by the same Plan (heap buffers
-// that do not move with it) or into static strings; the Plan is moved into the
-// pre_exec closure and only dereferenced in the forked child.
-unsafe impl Send for Plan {}
-// SAFETY: as above; nothing is mutated except in the child's private copy.
-unsafe impl Sync for Plan {}
-
-const BIN_SH: &CStr = c"/bin/sh";
+/// `fd` moved above 2 if it is 0, 1 or 2 (an agent started with closed stdio), so the
+/// child's dup2 onto 0..2 never overwrites a descriptor it still has to copy.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: fcntl on a descriptor we own; a non-negative result is a new one.
+    let moved = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if moved < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(moved) })
+}
 
 /// A C string for exec. A NUL inside a QAPI string is the pair C0 80 to QEMU (modified
 /// UTF-8), and that is what GLib passes on.
@@ -214,99 +208,44 @@ fn cstring(s: impl AsRef<[u8]>) -> CString {
     CString::new(v).unwrap_or_default()
 }
 
-fn ptrs(strings: &[CString]) -> Vec<*const c_char> {
-    let mut v: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
-    v.push(std::ptr::null());
-    v
-}
-
-impl Plan {
-    fn new(spec: &Spec<'_>) -> Plan {
-        let program = spec.argv.first().map(String::as_str).unwrap_or("");
-        let argv: Vec<CString> = spec.argv.iter().map(|a| cstring(a.as_str())).collect();
-        let envp: Vec<CString> = match spec.env {
-            Some(env) => env.iter().map(|e| cstring(e.as_str())).collect(),
-            None => std::env::vars_os()
-                .map(|(k, v)| {
-                    let mut kv = k.as_bytes().to_vec();
-                    kv.push(b'=');
-                    kv.extend_from_slice(v.as_bytes());
-                    // (The environment cannot hold a NUL.)
-                    cstring(kv)
-                })
-                .collect(),
-        };
-        let direct = program.contains('/');
-        let candidates = if direct {
-            vec![cstring(program)]
-        } else {
-            let from_env = spec.env.and_then(|env| {
-                env.iter()
-                    .find_map(|e| e.strip_prefix("PATH=").map(str::to_owned))
-            });
-            let path = from_env
-                .or_else(|| std::env::var("PATH").ok())
-                .unwrap_or_else(|| DEFAULT_SEARCH_PATH.to_owned());
-            search_candidates(&path, program)
-        };
-        let argv_ptrs = ptrs(&argv);
-        let mut sh_ptrs = vec![BIN_SH.as_ptr(), std::ptr::null()];
-        sh_ptrs.extend(argv.iter().skip(1).map(|a| a.as_ptr()));
-        sh_ptrs.push(std::ptr::null());
-        Plan {
-            candidates,
-            direct,
-            empty: program.is_empty(),
-            argv_ptrs,
-            sh_ptrs,
-            envp_ptrs: ptrs(&envp),
-            _argv: argv,
-            _envp: envp,
-        }
-    }
-
-    /// GLib's `g_execute`: returns only on failure, with the errno to report.
-    fn exec(&mut self) -> i32 {
-        if self.empty {
-            return libc::ENOENT;
-        }
-        let mut eacces = false;
-        let mut last = libc::ENOENT;
-        for i in 0..self.candidates.len() {
-            let path = self.candidates[i].as_ptr();
-            // SAFETY: path, argv and envp are NUL-terminated strings in NULL-terminated
-            // arrays that live as long as self.
-            let mut e = unsafe {
-                libc::execve(path, self.argv_ptrs.as_ptr(), self.envp_ptrs.as_ptr());
-                errno()
-            };
-            if e == libc::ENOEXEC {
-                self.sh_ptrs[1] = path;
-                // SAFETY: as above; sh_ptrs is NULL-terminated.
-                e = unsafe {
-                    libc::execve(
-                        BIN_SH.as_ptr(),
-                        self.sh_ptrs.as_ptr(),
-                        self.envp_ptrs.as_ptr(),
-                    );
-                    errno()
-                };
-            }
-            if self.direct {
-                return e;
-            }
-            match e {
-                libc::EACCES => eacces = true,
-                libc::ENOENT | libc::ESTALE | libc::ENOTDIR | libc::ENODEV | libc::ETIMEDOUT => {}
-                other => return other,
-            }
-            last = e;
-        }
-        if eacces {
-            libc::EACCES
-        } else {
-            last
-        }
+/// Everything the child needs, built before the clone: it must not allocate.
+fn new_plan(spec: &Spec<'_>) -> vfork::Plan {
+    let program = spec.argv.first().map(String::as_str).unwrap_or("");
+    let argv: Vec<CString> = spec.argv.iter().map(|a| cstring(a.as_str())).collect();
+    let envp: Vec<CString> = match spec.env {
+        Some(env) => env.iter().map(|e| cstring(e.as_str())).collect(),
+        None => std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                // (The environment cannot hold a NUL.)
+                cstring(kv)
+            })
+            .collect(),
+    };
+    let direct = program.contains('/');
+    let candidates = if direct {
+        vec![cstring(program)]
+    } else {
+        let from_env = spec.env.and_then(|env| {
+            env.iter()
+                .find_map(|e| e.strip_prefix("PATH=").map(str::to_owned))
+        });
+        let path = from_env
+            .or_else(|| std::env::var("PATH").ok())
+            .unwrap_or_else(|| DEFAULT_SEARCH_PATH.to_owned());
+        search_candidates(&path, program)
+    };
+    vfork::Plan {
+        candidates,
+        direct,
+        empty: program.is_empty(),
+        argv_ptrs: vfork::ptrs(&argv),
+        sh_ptrs: vfork::sh_ptrs(&argv),
+        envp_ptrs: vfork::ptrs(&envp),
+        argv,
+        envp,
     }
 }
 
@@ -413,18 +352,77 @@ pub fn decode_status(status: i32) -> (Option<i64>, Option<i64>) {
     }
 }
 
-/// poll(2) over `fds`, retrying EINTR; `timeout_ms` < 0 waits without limit.
-pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
-    loop {
-        // SAFETY: fds is a valid, exclusively borrowed array of pollfd.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+/// A level-triggered epoll set whose events carry a caller-chosen token.
+#[derive(Debug)]
+pub struct Epoll(OwnedFd);
+
+impl Epoll {
+    /// A new, empty set.
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: plain syscall; a non-negative result is a new descriptor we own.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Watches `fd` for `events` (EPOLLERR and EPOLLHUP are always reported).
+    pub fn add(&self, fd: &OwnedFd, events: i32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: events as u32,
+            u64: token,
+        };
+        // SAFETY: ev is a valid epoll_event; both descriptors are open.
+        let r = unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut ev,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd` (before it is closed: a copy of it in a child that has not
+    /// exec'd yet would otherwise keep it in the set).
+    pub fn remove(&self, fd: &OwnedFd) {
+        // SAFETY: both descriptors are open; a NULL event is allowed for DEL.
+        unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            );
+        }
+    }
+
+    /// Waits for events (`timeout_ms` < 0: without limit); returns their tokens.
+    /// EINTR counts as no event.
+    pub fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> io::Result<usize> {
+        // SAFETY: events is a valid, exclusively borrowed array of that length.
+        let r = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len().min(i32::MAX as usize) as i32,
+                timeout_ms,
+            )
+        };
         if r >= 0 {
             return Ok(r as usize);
         }
         let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
         }
+        Err(e)
     }
 }
 
