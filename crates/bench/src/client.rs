@@ -1,12 +1,12 @@
 //! The benchmark's client: raw requests out, replies split and parsed by the same
 //! streaming JSON parser the agent uses (`qga_proto::json::Streamer`), and a pipelined
-//! mode where a writer thread keeps up to `window` requests in flight while the calling
-//! thread reads and checks the replies, so client work overlaps the agent's.
+//! mode that keeps up to `window` requests in flight while it reads and checks the
+//! replies, so client work overlaps the agent's.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use qga_proto::json::{Message, Streamer};
@@ -77,6 +77,11 @@ impl Conn {
 
     /// Sends `n` requests (`request(i)` gives the bytes of the i-th) with at most
     /// `window` unanswered at any time, and hands each reply in order to `on_reply`.
+    ///
+    /// One thread does both directions over a non-blocking socket with `poll`: no
+    /// hand-off between a writer and a reader thread per request, which on a small
+    /// machine cost the client more than the agent spent answering. Small requests
+    /// that the window allows are gathered into one write.
     pub fn pipeline<'a, R, F>(
         &mut self,
         n: usize,
@@ -85,86 +90,113 @@ impl Conn {
         mut on_reply: F,
     ) -> Result<(), String>
     where
-        R: Fn(usize) -> &'a [u8] + Sync,
+        R: Fn(usize) -> &'a [u8],
         F: FnMut(usize, Value) -> Result<(), String>,
     {
-        let writer_stream = self.stream.try_clone().map_err(|e| e.to_string())?;
-        // A window of at least `n` needs no credits: the socket's buffer and the agent's
-        // own queue limit are the only brakes (no thread handoff per request).
-        let window = window.min(n);
-        let unlimited = window == n;
-        let (credit_tx, credit_rx) = mpsc::sync_channel::<()>(window.max(1));
-        for _ in 0..window.max(1) {
-            let _ = credit_tx.send(());
-        }
-        let request = &request;
-        std::thread::scope(|s| {
-            let writer = s.spawn(move || {
-                write_requests(
-                    &writer_stream,
-                    n,
-                    request,
-                    (!unlimited).then_some(&credit_rx),
-                )
-            });
-            let mut result = Ok(());
-            for i in 0..n {
-                let reply = self.recv().and_then(|v| on_reply(i, v));
-                if let Err(e) = reply {
-                    result = Err(e);
-                    break;
-                }
-                if !unlimited {
-                    let _ = credit_tx.send(());
-                }
-            }
-            if result.is_err() {
-                // Unblock the writer: it may wait for a credit or on a full socket.
-                drop(credit_tx);
-                let _ = self.stream.shutdown(std::net::Shutdown::Both);
-            }
-            let written = writer
-                .join()
-                .unwrap_or_else(|_| Err("writer panicked".into()));
-            result.and(written)
-        })
+        self.stream
+            .set_nonblocking(true)
+            .map_err(|e| e.to_string())?;
+        let result = self.pipeline_nonblocking(n, window.max(1), &request, &mut on_reply);
+        let restored = self.stream.set_nonblocking(false);
+        result.and(restored.map_err(|e| e.to_string()))
     }
-}
 
-/// The writer side of [`Conn::pipeline`]: one credit per request; small requests that
-/// have credits are batched into one `write`.
-fn write_requests<'a>(
-    mut stream: &UnixStream,
-    n: usize,
-    request: &(impl Fn(usize) -> &'a [u8] + Sync),
-    credits: Option<&mpsc::Receiver<()>>,
-) -> Result<(), String> {
-    let mut batch = Vec::with_capacity(BATCH * 2);
-    let mut i = 0;
-    let take = |blocking: bool| match credits {
-        None => true,
-        Some(c) if blocking => c.recv().is_ok(),
-        Some(c) => c.try_recv().is_ok(),
-    };
-    while i < n {
-        if !take(true) {
-            return Err("reader stopped".into());
+    fn pipeline_nonblocking<'a>(
+        &mut self,
+        n: usize,
+        window: usize,
+        request: &dyn Fn(usize) -> &'a [u8],
+        on_reply: &mut dyn FnMut(usize, Value) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let (mut started, mut replied) = (0, 0);
+        // What is being written: a batch of small requests, or one large request
+        // written from where it lies; and how much of it went out.
+        let mut batch = Vec::with_capacity(BATCH * 2);
+        let mut big: &[u8] = &[];
+        let mut off = 0;
+        while replied < n {
+            // Write as much as the window and the socket take.
+            loop {
+                let out = if big.is_empty() { &batch[..] } else { big };
+                if off == out.len() {
+                    batch.clear();
+                    big = &[];
+                    off = 0;
+                    while started < n && started - replied < window {
+                        let req = request(started);
+                        if req.len() >= BATCH {
+                            if batch.is_empty() {
+                                big = req;
+                                started += 1;
+                            }
+                            break;
+                        }
+                        batch.extend_from_slice(req);
+                        started += 1;
+                        if batch.len() >= BATCH {
+                            break;
+                        }
+                    }
+                    if batch.is_empty() && big.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+                match (&self.stream).write(&out[off..]) {
+                    Ok(k) => off += k,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(format!("send: {e}")),
+                }
+            }
+            // Hand over a reply already parsed.
+            if let Some(m) = self.pending.pop_front() {
+                let v =
+                    m.map_err(|e| format!("bad JSON from agent: {}", String::from_utf8_lossy(&e)))?;
+                on_reply(replied, v)?;
+                replied += 1;
+                continue;
+            }
+            let unsent = off
+                < if big.is_empty() {
+                    batch.len()
+                } else {
+                    big.len()
+                };
+            self.wait(unsent)?;
+            match (&self.stream).read(&mut self.buf) {
+                Ok(0) => return Err("agent closed the connection".into()),
+                Ok(k) => {
+                    let pending = &mut self.pending;
+                    self.streamer
+                        .feed(&self.buf[..k], &mut |m| pending.push_back(m));
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+                Err(e) => return Err(format!("recv: {e}")),
+            }
         }
-        let req = request(i);
-        i += 1;
-        if req.len() >= BATCH {
-            stream.write_all(req).map_err(|e| format!("send: {e}"))?;
-            continue;
-        }
-        batch.extend_from_slice(req);
-        while i < n && batch.len() < BATCH && take(false) {
-            batch.extend_from_slice(request(i));
-            i += 1;
-        }
-        stream.write_all(&batch).map_err(|e| format!("send: {e}"))?;
-        batch.clear();
+        Ok(())
     }
-    Ok(())
+
+    /// Waits until the socket is readable (or writable too, when `write` is set).
+    fn wait(&self, write: bool) -> Result<(), String> {
+        let mut pfd = libc::pollfd {
+            fd: self.stream.as_raw_fd(),
+            events: libc::POLLIN | if write { libc::POLLOUT } else { 0 },
+            revents: 0,
+        };
+        let ms = i32::try_from(REPLY_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one pollfd we own, for the connection's open descriptor.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r == 0 {
+            return Err("no reply within the time limit".into());
+        }
+        let e = std::io::Error::last_os_error();
+        if r < 0 && e.kind() != ErrorKind::Interrupted {
+            return Err(format!("poll: {e}"));
+        }
+        Ok(())
+    }
 }
 
 /// The `return` member of a reply, or its error's `desc` as the error.
