@@ -10,8 +10,11 @@
 //! # Bounded statvfs (a deliberate difference from qemu-ga)
 //!
 //! qemu-ga calls `statvfs` on every mount point inline: one filesystem whose device
-//! stopped answering blocks the agent for good. Here each `statvfs` runs on a helper
-//! thread ([`crate::sys::bounded`]). The first call that meets a stuck mount waits at
+//! stopped answering blocks the agent for good. Here each `statvfs` that could block
+//! runs on a helper thread ([`crate::sys::bounded`]); only ext2/3/4 and XFS mounts
+//! without quota options, reached through local filesystems only, are measured
+//! inline: their `statfs` reads in-memory counters
+//! ([`crate::sys::mounts::statfs_in_memory`]). The first call that meets a stuck mount waits at
 //! most [`STATVFS_BOUND`] for all the mounts of that request together (every mount gets
 //! at least [`STATVFS_MIN_WAIT`]); then the reply is sent without that mount's sizes.
 //! The stuck mount point is remembered while its `statvfs` is still in the kernel:
@@ -56,7 +59,11 @@ pub fn get_fsinfo(agent: &Agent, _: GuestGetFsinfoArgs) -> Result<Vec<GuestFiles
     let mounts = mounts::mount_list()
         .map_err(|_| Error::new("failed to open mtab file: '/proc/self/mounts'"))?;
     let deadline = Instant::now() + STATVFS_BOUND;
-    let mut sizes = |m: &Mount| bounded_sizes(agent, &PENDING, &m.dir, deadline, statvfs::sizes);
+    let mut sizes = |m: &Mount| match m.statfs_in_memory {
+        // Cannot block (see mounts::statfs_in_memory): no helper thread needed.
+        true => statvfs::sizes(&m.dir),
+        false => bounded_sizes(agent, &PENDING, &m.dir, deadline, statvfs::sizes),
+    };
     fsinfo(&SysRoot::live(), &mounts, &mut sizes)
 }
 

@@ -82,6 +82,7 @@ impl SysRoot {
 /// component at a time is one readlink per component. Falls back to the latter where
 /// `/proc` is not mounted.
 fn resolve(path: &std::path::Path) -> io::Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     use std::os::unix::io::AsRawFd as _;
     let f = std::fs::OpenOptions::new()
@@ -89,9 +90,9 @@ fn resolve(path: &std::path::Path) -> io::Result<PathBuf> {
         .custom_flags(libc::O_PATH)
         .open(path)?;
     match std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd())) {
-        // A path the kernel cannot name from here ("(deleted)" or outside our root) is
+        // A path the kernel cannot name from here (deleted, or outside our root) is
         // left to the slow way.
-        Ok(p) if p.is_absolute() && p.exists() => Ok(p),
+        Ok(p) if p.is_absolute() && !p.as_os_str().as_bytes().ends_with(b" (deleted)") => Ok(p),
         _ => std::fs::canonicalize(path),
     }
 }

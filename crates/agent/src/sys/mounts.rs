@@ -27,6 +27,40 @@ pub struct Mount {
     pub major: u32,
     /// Device minor number.
     pub minor: u32,
+    /// Whether `statvfs` on it is answered from memory, so it needs no time bound:
+    /// see [`statfs_in_memory`].
+    pub statfs_in_memory: bool,
+}
+
+/// Filesystems whose `statfs` reads only in-memory counters (ext2/3/4, XFS), when no
+/// quota option is on (project quota makes it read quota records from the device).
+const STATFS_IN_MEMORY: &[&str] = &["ext2", "ext3", "ext4", "xfs"];
+
+/// Filesystems whose path lookups never wait on a device or a server: mount points
+/// and their ancestors stay in the dentry cache, and these have no revalidation.
+const LOCAL_LOOKUP: &[&str] = &[
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "tmpfs", "devtmpfs", "ramfs", "rootfs", "proc",
+    "sysfs",
+];
+
+/// Whether `statvfs(dir)` cannot block: the filesystem answers from memory (its type
+/// is in [`STATFS_IN_MEMORY`] and its options name no quota) and the path to it
+/// crosses only filesystems in [`LOCAL_LOOKUP`] (`all` holds every mount's
+/// directory and type, in mount order). Anything else (NFS, CIFS, FUSE, autofs,
+/// btrfs, vfat, an unknown type) gets the time-bounded call.
+pub fn statfs_in_memory(dir: &[u8], fstype: &str, options: &[u8], all: &[(&[u8], &str)]) -> bool {
+    let has_quota = options.windows(5).any(|w| w == b"quota");
+    STATFS_IN_MEMORY.contains(&fstype)
+        && !has_quota
+        && all
+            .iter()
+            .filter(|(d, _)| is_ancestor(d, dir))
+            .all(|(_, t)| LOCAL_LOOKUP.contains(t))
+}
+
+/// Whether mount point `a` lies on the path to `b` (or is `b`).
+fn is_ancestor(a: &[u8], b: &[u8]) -> bool {
+    a == b"/" || (b.starts_with(a) && (b.len() == a.len() || b.get(a.len()) == Some(&b'/')))
 }
 
 /// Reads the live mount list.
@@ -124,6 +158,20 @@ pub fn parse_mountinfo(
     dev_numbers: impl Fn(&Path) -> Option<(u32, u32)>,
 ) -> Vec<Mount> {
     let mut mounts: Vec<Mount> = Vec::new();
+    // Every mount's directory and type (undecoded: only prefixes are compared), for
+    // the path check of statfs_in_memory.
+    let all: Vec<(&[u8], &str)> = text
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let fields: Vec<&[u8]> = line
+                .split(|&b| b == b' ')
+                .filter(|f| !f.is_empty())
+                .collect();
+            let dash = fields.iter().skip(5).position(|f| *f == b"-")? + 5;
+            let fstype = std::str::from_utf8(fields.get(dash + 1)?).ok()?;
+            Some((*fields.get(4)?, fstype))
+        })
+        .collect();
     for line in text.split(|&b| b == b'\n') {
         let fields: Vec<&[u8]> = line
             .split(|&b| b == b' ')
@@ -168,12 +216,17 @@ pub fn parse_mountinfo(
         if mounts.iter().any(|m| m.major == major && m.minor == minor) {
             continue;
         }
+        // Mount options and the filesystem's own (after the source).
+        let mut options = fields[5].to_vec();
+        options.extend_from_slice(fields.get(dash + 3).copied().unwrap_or(b""));
+        let statfs_in_memory = statfs_in_memory(fields[4], &fstype, &options, &all);
         mounts.push(Mount {
             dir,
             fstype,
             source,
             major,
             minor,
+            statfs_in_memory,
         });
     }
     mounts
@@ -205,6 +258,39 @@ mod tests {
         assert_eq!(dirs, ["/", "/mnt/data disk", "/home"]);
         assert_eq!((mounts[2].major, mounts[2].minor), (8, 2));
         assert_eq!(mounts[1].fstype, "ext4");
+    }
+
+    #[test]
+    fn only_local_filesystems_without_quota_are_measured_inline() {
+        let inline = |m: &[Mount], dir: &str| {
+            m.iter()
+                .find(|m| m.dir == OsString::from(dir))
+                .unwrap()
+                .statfs_in_memory
+        };
+        let m = parse_mountinfo(FIXTURE.as_bytes(), |_| Some((8, 2)));
+        assert!(inline(&m, "/"));
+        assert!(inline(&m, "/mnt/data disk"));
+        // btrfs statfs takes locks a stuck transaction can hold.
+        assert!(!inline(&m, "/home"));
+        let text = "\
+25 1 253:1 / / rw,relatime - ext4 /dev/vda1 rw
+26 25 253:2 / /q rw - xfs /dev/vda2 rw,prjquota
+27 25 0:50 / /net rw - nfs4 server:/x rw
+28 27 253:3 / /net/sub rw - ext4 /dev/vda3 rw
+29 25 0:51 / /auto rw - autofs systemd-1 rw
+30 29 253:4 / /auto/x rw - ext4 /dev/vda4 rw
+31 25 253:5 / /netx rw - ext4 /dev/vda5 rw,usrjquota=aquota.user
+32 25 253:6 / /ok/deep rw - xfs /dev/vda6 rw
+";
+        let m = parse_mountinfo(text.as_bytes(), |_| None);
+        assert!(inline(&m, "/"));
+        assert!(!inline(&m, "/q"), "project quota reads the device");
+        assert!(!inline(&m, "/net/sub"), "the path crosses NFS");
+        assert!(!inline(&m, "/auto/x"), "the path crosses autofs");
+        assert!(!inline(&m, "/netx"), "quota; /net is not its ancestor");
+        assert!(inline(&m, "/ok/deep"));
+        assert!(is_ancestor(b"/net", b"/net/sub") && !is_ancestor(b"/net", b"/netx"));
     }
 
     #[test]

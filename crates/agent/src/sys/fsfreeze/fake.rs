@@ -63,6 +63,7 @@ impl FakeKernel {
                 source: format!("/dev/vd{minor}").into(),
                 major: 253,
                 minor,
+                statfs_in_memory: true,
             })
             .collect();
         Arc::new(k)
