@@ -25,7 +25,7 @@ use qga_proto::cmds::storage::{
     GuestCCWAddress, GuestDiskAddress, GuestDiskBusType, GuestPCIAddress,
 };
 
-use super::scan::Scan;
+use super::cscan::Scanner;
 use super::udev;
 use crate::error::{Error, Result};
 
@@ -215,32 +215,32 @@ fn pci_driver(root: &SysRoot, prefix: &str) -> Option<String> {
 /// `%*u:%*u:%*u/%*u:%u:%u:%u` after `/target`: the SCSI address (channel, id, lun).
 fn scsi_target(syspath: &str) -> Option<[u32; 3]> {
     let i = syspath.find("/target")?;
-    let mut s = Scan::new(&syspath.as_bytes()[i + 7..]);
-    s.uint()?;
+    let mut s = Scanner::new(&syspath.as_bytes()[i + 7..]);
+    s.uint_bare()?;
     s.lit(b':').then_some(())?;
-    s.uint()?;
+    s.uint_bare()?;
     s.lit(b':').then_some(())?;
-    s.uint()?;
+    s.uint_bare()?;
     s.lit(b'/').then_some(())?;
-    s.uint()?;
+    s.uint_bare()?;
     s.lit(b':').then_some(())?;
-    let a = s.uint()?;
+    let a = s.uint_bare()?;
     s.lit(b':').then_some(())?;
-    let b = s.uint()?;
+    let b = s.uint_bare()?;
     s.lit(b':').then_some(())?;
-    let c = s.uint()?;
+    let c = s.uint_bare()?;
     Some([a, b, c])
 }
 
 /// `/%x:%x:%x.%x%n`-style PCI function at the cursor.
-fn pci_function(s: &mut Scan<'_>) -> Option<[u32; 4]> {
-    let d = s.hex()?;
+fn pci_function(s: &mut Scanner<'_>) -> Option<[u32; 4]> {
+    let d = s.hex32_bare()?;
     s.lit(b':').then_some(())?;
-    let b = s.hex()?;
+    let b = s.hex32_bare()?;
     s.lit(b':').then_some(())?;
-    let sl = s.hex()?;
+    let sl = s.hex32_bare()?;
     s.lit(b'.').then_some(())?;
-    let f = s.hex()?;
+    let f = s.hex32_bare()?;
     Some([d, b, sl, f])
 }
 
@@ -259,7 +259,7 @@ fn hosts(root: &SysRoot, dir: &str, ata: bool) -> Result<Vec<u32>> {
         let name = name.to_string_lossy();
         if let Some(rest) = name.strip_prefix(prefix) {
             // `%d` stored into an unsigned array.
-            if let Some(n) = Scan::new(rest.as_bytes()).num(10) {
+            if let Some(n) = Scanner::new(rest.as_bytes()).ulong_bare(10) {
                 found.push(n as i32 as u32);
             }
         }
@@ -276,29 +276,29 @@ fn pci_dev(root: &SysRoot, syspath: &str, disk: &mut GuestDiskAddress) -> (bool,
     };
     // `%*x:%*x/%x:%x:%x.%x%n` after "/devices/pci": the root bus, then the first function.
     let bytes = syspath.as_bytes();
-    let mut s = Scan::new(&bytes[start + 12..]);
+    let mut s = Scanner::new(&bytes[start + 12..]);
     let first = (|| {
-        s.hex()?;
+        s.hex32_bare()?;
         s.lit(b':').then_some(())?;
-        s.hex()?;
+        s.hex32_bare()?;
         s.lit(b'/').then_some(())?;
         pci_function(&mut s)
     })();
     let Some(mut pci) = first else {
         return (false, None);
     };
-    let mut p = start + 12 + s.pos;
+    let mut p = start + 12 + s.pos();
     let driver = loop {
         if let Some(driver) = pci_driver(root, &syspath[..p]) {
             if KNOWN_DRIVERS.contains(&driver.as_str()) {
                 break driver;
             }
         }
-        let mut s = Scan::new(&bytes[p..]);
+        let mut s = Scanner::new(&bytes[p..]);
         match s.lit(b'/').then(|| pci_function(&mut s)).flatten() {
             Some(next) => {
                 pci = next;
-                p += s.pos;
+                p += s.pos();
             }
             None => return (false, None),
         }
@@ -312,7 +312,7 @@ fn pci_dev(root: &SysRoot, syspath: &str, disk: &mut GuestDiskAddress) -> (bool,
     let mut host = None;
     let mut hostlist = Vec::new();
     if let Some((at, q)) = host_at {
-        if let Some(h) = Scan::new(&bytes[q..]).uint() {
+        if let Some(h) = Scanner::new(&bytes[q..]).uint_bare() {
             host = Some(h);
             match hosts(root, &syspath[..at], ata) {
                 Ok(list) => hostlist = list,
@@ -409,21 +409,21 @@ fn ccw_dev(syspath: &str, disk: &mut GuestDiskAddress) -> bool {
         return false;
     };
     let tail = &syspath[start..];
-    let mut s = Scan::new(&tail.as_bytes()[12..]);
+    let mut s = Scanner::new(&tail.as_bytes()[12..]);
     let parsed = (|| {
-        s.hex()?;
+        s.hex32_bare()?;
         s.lit(b'/').then_some(())?;
-        let cssid = s.hex()?;
+        let cssid = s.hex32_bare()?;
         s.lit(b'.').then_some(())?;
-        let ssid = s.hex()?;
+        let ssid = s.hex32_bare()?;
         s.lit(b'.').then_some(())?;
-        let subchno = s.hex()?;
+        let subchno = s.hex32_bare()?;
         s.lit(b'/').then_some(())?;
-        s.hex()?;
+        s.hex32_bare()?;
         s.lit(b'.').then_some(())?;
-        s.hex()?;
+        s.hex32_bare()?;
         s.lit(b'.').then_some(())?;
-        let devno = s.hex()?;
+        let devno = s.hex32_bare()?;
         Some([cssid, ssid, subchno, devno])
     })();
     let Some([cssid, ssid, subchno, devno]) = parsed else {

@@ -1,8 +1,20 @@
-//! Reading words and numbers from `/proc` lines exactly as glibc's `sscanf` does, so that
-//! odd lines (signs, overflow, short lines) give qemu-ga's values: conversions skip
-//! leading C whitespace, `%lu`/`%x` have `strtoul` semantics (a `-` sign wraps, overflow
-//! saturates), `%d`/`%lld` have `strtol` semantics, and a number without digits is a
-//! matching failure that ends the scan.
+//! Reading words and numbers from `/proc` and `/sys` text exactly as glibc's `sscanf`
+//! does, for parsers that must accept and reject exactly what qemu-ga's `sscanf` formats
+//! do, so that odd input (signs, overflow, short lines) gives qemu-ga's values.
+//!
+//! [`Scanner`] is a cursor with one method per directive: conversions (`%s`, `%u`,
+//! `%lu`, `%x`, `%d`, `%lld`) skip leading C whitespace, an ordinary character
+//! ([`Scanner::lit`]) must match exactly with no skip, and [`Scanner::pos`] is what
+//! `%n` stores. `%lu`/`%x` have `strtoul` semantics (a `-` sign wraps, overflow
+//! saturates), `%d`/`%lld` have `strtol` semantics, and a conversion without digits is a
+//! matching failure: it returns `None`, leaves the cursor where it was, and ends the
+//! scan (callers stop at the first `None`).
+//!
+//! The `*_bare` conversions keep two edge cases of the cursor that `blockdev` and
+//! `diskstats` were written against, where it differs from glibc: `%x` takes no `0x`
+//! prefix (`0x1f` reads as 0, stopping at the `x`), and on overflow the `-` sign is
+//! applied to the saturated magnitude (`-99999999999999999999` reads as 1, where glibc
+//! gives `ULONG_MAX`).
 
 /// C `isspace` in the "C" locale.
 pub fn is_c_space(b: u8) -> bool {
@@ -14,39 +26,70 @@ pub fn is_glib_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0c | b'\r')
 }
 
-/// A cursor over one line.
-#[derive(Debug, Clone)]
+/// A number as read, before the conversion decides what sign and overflow mean.
+struct Number {
+    negative: bool,
+    /// The magnitude modulo 2^64.
+    value: u64,
+    /// The magnitude did not fit in 64 bits.
+    overflow: bool,
+}
+
+/// A position in a byte string, advanced by `sscanf`-like directives.
+#[derive(Debug, Clone, Copy)]
 pub struct Scanner<'a> {
     s: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Scanner<'a> {
-    /// Starts at the beginning of `s`.
+    /// A cursor at the start of `s`.
     pub fn new(s: &'a [u8]) -> Self {
         Scanner { s, pos: 0 }
     }
 
-    fn skip_space(&mut self) {
-        while self.pos < self.s.len() && is_c_space(self.s[self.pos]) {
-            self.pos += 1;
+    /// Bytes consumed so far (what `%n` stores).
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The first non-whitespace index at or after `i`.
+    fn skip_space_from(&self, mut i: usize) -> usize {
+        while i < self.s.len() && is_c_space(self.s[i]) {
+            i += 1;
         }
+        i
     }
 
     /// True when nothing but whitespace is left (`sscanf` would return `EOF` here).
+    /// Consumes that whitespace.
     pub fn at_end(&mut self) -> bool {
-        self.skip_space();
+        self.pos = self.skip_space_from(self.pos);
         self.pos >= self.s.len()
     }
 
-    /// `%s`: the next run of non-space bytes, at most `max` of them (`%32s`).
-    pub fn word_max(&mut self, max: usize) -> Option<&'a [u8]> {
-        self.skip_space();
-        let start = self.pos;
-        while self.pos < self.s.len() && self.pos - start < max && !is_c_space(self.s[self.pos]) {
+    /// An ordinary character in the format: must match exactly (no whitespace skip).
+    pub fn lit(&mut self, c: u8) -> bool {
+        if self.s.get(self.pos) == Some(&c) {
             self.pos += 1;
+            true
+        } else {
+            false
         }
-        (self.pos > start).then(|| &self.s[start..self.pos])
+    }
+
+    /// `%32s`: leading whitespace, then one to `max` non-whitespace bytes.
+    pub fn word_max(&mut self, max: usize) -> Option<&'a [u8]> {
+        let start = self.skip_space_from(self.pos);
+        let mut i = start;
+        while i < self.s.len() && i - start < max && !is_c_space(self.s[i]) {
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        self.pos = i;
+        Some(&self.s[start..i])
     }
 
     /// `%s` without a width.
@@ -54,10 +97,10 @@ impl<'a> Scanner<'a> {
         self.word_max(usize::MAX)
     }
 
-    /// Sign and magnitude of the next number; `None` on a matching failure.
-    fn number(&mut self, base: u32) -> Option<(bool, u64, bool)> {
-        self.skip_space();
-        let mut i = self.pos;
+    /// Leading whitespace, an optional sign, (in base 16 with `prefix`) an optional
+    /// `0x`/`0X` that is followed by a hex digit, then at least one digit.
+    fn number(&mut self, base: u32, prefix: bool) -> Option<Number> {
+        let mut i = self.skip_space_from(self.pos);
         let mut negative = false;
         if let Some(&c) = self.s.get(i) {
             if c == b'+' || c == b'-' {
@@ -65,7 +108,8 @@ impl<'a> Scanner<'a> {
                 i += 1;
             }
         }
-        if base == 16
+        if prefix
+            && base == 16
             && self.s.get(i) == Some(&b'0')
             && matches!(self.s.get(i + 1), Some(b'x' | b'X'))
             && self.s.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
@@ -89,28 +133,32 @@ impl<'a> Scanner<'a> {
             return None;
         }
         self.pos = i;
-        Some((negative, value, overflow))
+        Some(Number {
+            negative,
+            value,
+            overflow,
+        })
     }
 
     /// `%lu` / `%lx`: `strtoul` semantics.
     pub fn ulong(&mut self, base: u32) -> Option<u64> {
-        let (negative, value, overflow) = self.number(base)?;
-        Some(if overflow {
+        let n = self.number(base, true)?;
+        Some(if n.overflow {
             u64::MAX
-        } else if negative {
-            value.wrapping_neg()
+        } else if n.negative {
+            n.value.wrapping_neg()
         } else {
-            value
+            n.value
         })
     }
 
     /// `%ld` / `%lld`: `strtol` semantics.
     pub fn long(&mut self, base: u32) -> Option<i64> {
-        let (negative, value, overflow) = self.number(base)?;
-        Some(match (negative, overflow) {
-            (false, false) if value <= i64::MAX as u64 => value as i64,
+        let n = self.number(base, true)?;
+        Some(match (n.negative, n.overflow) {
+            (false, false) if n.value <= i64::MAX as u64 => n.value as i64,
             (false, _) => i64::MAX,
-            (true, false) if value <= 1u64 << 63 => (value as i64).wrapping_neg(),
+            (true, false) if n.value <= 1u64 << 63 => (n.value as i64).wrapping_neg(),
             (true, _) => i64::MIN,
         })
     }
@@ -123,6 +171,25 @@ impl<'a> Scanner<'a> {
     /// `%x` / `%X` into an `unsigned int` (or an `int`): `strtoul`, truncated to 32 bits.
     pub fn hex32(&mut self) -> Option<u32> {
         self.ulong(16).map(|v| v as u32)
+    }
+
+    /// `%lu` (base 10) or `%lx` (base 16) as [`Scanner::ulong`], but with the two
+    /// edge cases described in the module docs: no `0x` prefix, and the sign applied to
+    /// the saturated magnitude on overflow.
+    pub fn ulong_bare(&mut self, base: u32) -> Option<u64> {
+        let n = self.number(base, false)?;
+        let v = if n.overflow { u64::MAX } else { n.value };
+        Some(if n.negative { v.wrapping_neg() } else { v })
+    }
+
+    /// `%u`: [`Scanner::ulong_bare`] in base 10, stored into an `unsigned int`.
+    pub fn uint_bare(&mut self) -> Option<u32> {
+        self.ulong_bare(10).map(|v| v as u32)
+    }
+
+    /// `%x`: [`Scanner::ulong_bare`] in base 16, stored into an `unsigned int`.
+    pub fn hex32_bare(&mut self) -> Option<u32> {
+        self.ulong_bare(16).map(|v| v as u32)
     }
 }
 
@@ -165,5 +232,82 @@ mod tests {
         assert_eq!(s.word(), Some(&b"ef"[..]));
         assert_eq!(s.word(), Some(&b"gh"[..]));
         assert_eq!(s.word(), None);
+    }
+
+    /// The rules of the former `Scan` cursor of blockdev and diskstats.
+    #[test]
+    fn c_number_rules() {
+        let mut s = Scanner::new(b"  42x");
+        assert_eq!(s.uint_bare(), Some(42));
+        assert!(!s.lit(b'y'));
+        assert!(s.lit(b'x'));
+        assert_eq!(s.uint_bare(), None);
+        assert_eq!(Scanner::new(b"-1").ulong_bare(10), Some(u64::MAX));
+        assert_eq!(
+            Scanner::new(b"99999999999999999999999").ulong_bare(10),
+            Some(u64::MAX)
+        );
+        assert_eq!(Scanner::new(b"4294967297").uint_bare(), Some(1));
+        assert_eq!(Scanner::new(b"1c.0").hex32_bare(), Some(0x1c));
+        let mut s = Scanner::new(b"block");
+        assert_eq!(s.hex32_bare(), Some(0xb));
+        assert_eq!(s.pos(), 1);
+        assert_eq!(Scanner::new(b" sda 1").word(), Some(&b"sda"[..]));
+        assert_eq!(Scanner::new(b"  \n").word(), None);
+    }
+
+    /// The two edge cases where the former `Scan` (now the `*_bare` methods, used by
+    /// blockdev and diskstats) and `Scanner` disagreed; each caller keeps its own.
+    #[test]
+    fn bare_differs_from_glibc_in_two_edge_cases() {
+        // `0x` prefix: glibc's `%x` (and `strtol(.., 16)`) skip it; bare stops at `x`.
+        let mut s = Scanner::new(b"0x1f -0X1F");
+        assert_eq!(s.hex32(), Some(0x1f));
+        assert_eq!(s.pos(), 4);
+        assert_eq!(s.hex32(), Some(0x1fu32.wrapping_neg()));
+        let mut s = Scanner::new(b"0x1f");
+        assert_eq!(s.hex32_bare(), Some(0));
+        assert_eq!(s.pos(), 1);
+        assert_eq!(Scanner::new(b"0x1f").long(16), Some(0x1f));
+        // Without a hex digit after it, neither takes the prefix.
+        let mut s = Scanner::new(b"0xg");
+        assert_eq!(s.hex32(), Some(0));
+        assert_eq!(s.pos(), 1);
+
+        // Negative overflow: glibc saturates to ULONG_MAX; bare negates the saturated
+        // magnitude, giving 1.
+        let big = b"-99999999999999999999";
+        assert_eq!(Scanner::new(big).ulong(10), Some(u64::MAX));
+        assert_eq!(Scanner::new(big).ulong_bare(10), Some(1));
+        assert_eq!(Scanner::new(big).uint_bare(), Some(1));
+        assert_eq!(Scanner::new(big).hex32_bare(), Some(1));
+        // Within range both wrap the same way.
+        assert_eq!(
+            Scanner::new(b"-4294967297").ulong(10),
+            Some(0xffff_fffe_ffff_ffff)
+        );
+        assert_eq!(
+            Scanner::new(b"-4294967297").ulong_bare(10),
+            Some(0xffff_fffe_ffff_ffff)
+        );
+    }
+
+    #[test]
+    fn matching_failure_leaves_the_cursor() {
+        for (text, before) in [(&b"  x"[..], 0), (b"1 -", 1), (b"1 + 2", 1), (b"1   ", 1)] {
+            let mut s = Scanner::new(text);
+            if before == 1 {
+                assert_eq!(s.ulong(10), Some(1));
+            }
+            assert_eq!(s.ulong(10), None);
+            assert_eq!(s.long(10), None);
+            assert_eq!(s.ulong_bare(10), None);
+            assert_eq!(s.hex32(), None);
+            assert_eq!(s.pos(), before);
+        }
+        let mut s = Scanner::new(b"a   ");
+        assert_eq!(s.word(), Some(&b"a"[..]));
+        assert_eq!(s.word(), None);
+        assert_eq!(s.pos(), 1);
     }
 }

@@ -24,7 +24,6 @@ pub mod peer;
 pub mod procfs;
 pub mod route;
 pub mod run;
-pub mod scan;
 pub mod spawn;
 pub mod spawn_sync;
 pub mod statvfs;
