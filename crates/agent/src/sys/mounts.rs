@@ -262,12 +262,8 @@ mod tests {
 
     #[test]
     fn only_local_filesystems_without_quota_are_measured_inline() {
-        let inline = |m: &[Mount], dir: &str| {
-            m.iter()
-                .find(|m| m.dir == OsString::from(dir))
-                .unwrap()
-                .statfs_in_memory
-        };
+        let inline =
+            |m: &[Mount], dir: &str| m.iter().find(|m| m.dir == dir).unwrap().statfs_in_memory;
         let m = parse_mountinfo(FIXTURE.as_bytes(), |_| Some((8, 2)));
         assert!(inline(&m, "/"));
         assert!(inline(&m, "/mnt/data disk"));
