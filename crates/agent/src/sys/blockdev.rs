@@ -216,31 +216,31 @@ fn pci_driver(root: &SysRoot, prefix: &str) -> Option<String> {
 fn scsi_target(syspath: &str) -> Option<[u32; 3]> {
     let i = syspath.find("/target")?;
     let mut s = Scanner::new(&syspath.as_bytes()[i + 7..]);
-    s.uint_bare()?;
+    s.uint()?;
     s.lit(b':').then_some(())?;
-    s.uint_bare()?;
+    s.uint()?;
     s.lit(b':').then_some(())?;
-    s.uint_bare()?;
+    s.uint()?;
     s.lit(b'/').then_some(())?;
-    s.uint_bare()?;
+    s.uint()?;
     s.lit(b':').then_some(())?;
-    let a = s.uint_bare()?;
+    let a = s.uint()?;
     s.lit(b':').then_some(())?;
-    let b = s.uint_bare()?;
+    let b = s.uint()?;
     s.lit(b':').then_some(())?;
-    let c = s.uint_bare()?;
+    let c = s.uint()?;
     Some([a, b, c])
 }
 
 /// `/%x:%x:%x.%x%n`-style PCI function at the cursor.
 fn pci_function(s: &mut Scanner<'_>) -> Option<[u32; 4]> {
-    let d = s.hex32_bare()?;
+    let d = s.hex32()?;
     s.lit(b':').then_some(())?;
-    let b = s.hex32_bare()?;
+    let b = s.hex32()?;
     s.lit(b':').then_some(())?;
-    let sl = s.hex32_bare()?;
+    let sl = s.hex32()?;
     s.lit(b'.').then_some(())?;
-    let f = s.hex32_bare()?;
+    let f = s.hex32()?;
     Some([d, b, sl, f])
 }
 
@@ -259,7 +259,7 @@ fn hosts(root: &SysRoot, dir: &str, ata: bool) -> Result<Vec<u32>> {
         let name = name.to_string_lossy();
         if let Some(rest) = name.strip_prefix(prefix) {
             // `%d` stored into an unsigned array.
-            if let Some(n) = Scanner::new(rest.as_bytes()).ulong_bare(10) {
+            if let Some(n) = Scanner::new(rest.as_bytes()).ulong(10) {
                 found.push(n as i32 as u32);
             }
         }
@@ -278,9 +278,9 @@ fn pci_dev(root: &SysRoot, syspath: &str, disk: &mut GuestDiskAddress) -> (bool,
     let bytes = syspath.as_bytes();
     let mut s = Scanner::new(&bytes[start + 12..]);
     let first = (|| {
-        s.hex32_bare()?;
+        s.hex32()?;
         s.lit(b':').then_some(())?;
-        s.hex32_bare()?;
+        s.hex32()?;
         s.lit(b'/').then_some(())?;
         pci_function(&mut s)
     })();
@@ -312,7 +312,7 @@ fn pci_dev(root: &SysRoot, syspath: &str, disk: &mut GuestDiskAddress) -> (bool,
     let mut host = None;
     let mut hostlist = Vec::new();
     if let Some((at, q)) = host_at {
-        if let Some(h) = Scanner::new(&bytes[q..]).uint_bare() {
+        if let Some(h) = Scanner::new(&bytes[q..]).uint() {
             host = Some(h);
             match hosts(root, &syspath[..at], ata) {
                 Ok(list) => hostlist = list,
@@ -411,19 +411,19 @@ fn ccw_dev(syspath: &str, disk: &mut GuestDiskAddress) -> bool {
     let tail = &syspath[start..];
     let mut s = Scanner::new(&tail.as_bytes()[12..]);
     let parsed = (|| {
-        s.hex32_bare()?;
+        s.hex32()?;
         s.lit(b'/').then_some(())?;
-        let cssid = s.hex32_bare()?;
+        let cssid = s.hex32()?;
         s.lit(b'.').then_some(())?;
-        let ssid = s.hex32_bare()?;
+        let ssid = s.hex32()?;
         s.lit(b'.').then_some(())?;
-        let subchno = s.hex32_bare()?;
+        let subchno = s.hex32()?;
         s.lit(b'/').then_some(())?;
-        s.hex32_bare()?;
+        s.hex32()?;
         s.lit(b'.').then_some(())?;
-        s.hex32_bare()?;
+        s.hex32()?;
         s.lit(b'.').then_some(())?;
-        let devno = s.hex32_bare()?;
+        let devno = s.hex32()?;
         Some([cssid, ssid, subchno, devno])
     })();
     let Some([cssid, ssid, subchno, devno]) = parsed else {

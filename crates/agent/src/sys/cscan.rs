@@ -9,12 +9,6 @@
 //! saturates), `%d`/`%lld` have `strtol` semantics, and a conversion without digits is a
 //! matching failure: it returns `None`, leaves the cursor where it was, and ends the
 //! scan (callers stop at the first `None`).
-//!
-//! The `*_bare` conversions keep two edge cases of the cursor that `blockdev` and
-//! `diskstats` were written against, where it differs from glibc: `%x` takes no `0x`
-//! prefix (`0x1f` reads as 0, stopping at the `x`), and on overflow the `-` sign is
-//! applied to the saturated magnitude (`-99999999999999999999` reads as 1, where glibc
-//! gives `ULONG_MAX`).
 
 /// C `isspace` in the "C" locale.
 pub fn is_c_space(b: u8) -> bool {
@@ -97,9 +91,9 @@ impl<'a> Scanner<'a> {
         self.word_max(usize::MAX)
     }
 
-    /// Leading whitespace, an optional sign, (in base 16 with `prefix`) an optional
-    /// `0x`/`0X` that is followed by a hex digit, then at least one digit.
-    fn number(&mut self, base: u32, prefix: bool) -> Option<Number> {
+    /// Leading whitespace, an optional sign, (in base 16) an optional `0x`/`0X` that is
+    /// followed by a hex digit, then at least one digit.
+    fn number(&mut self, base: u32) -> Option<Number> {
         let mut i = self.skip_space_from(self.pos);
         let mut negative = false;
         if let Some(&c) = self.s.get(i) {
@@ -108,8 +102,7 @@ impl<'a> Scanner<'a> {
                 i += 1;
             }
         }
-        if prefix
-            && base == 16
+        if base == 16
             && self.s.get(i) == Some(&b'0')
             && matches!(self.s.get(i + 1), Some(b'x' | b'X'))
             && self.s.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
@@ -142,7 +135,7 @@ impl<'a> Scanner<'a> {
 
     /// `%lu` / `%lx`: `strtoul` semantics.
     pub fn ulong(&mut self, base: u32) -> Option<u64> {
-        let n = self.number(base, true)?;
+        let n = self.number(base)?;
         Some(if n.overflow {
             u64::MAX
         } else if n.negative {
@@ -154,7 +147,7 @@ impl<'a> Scanner<'a> {
 
     /// `%ld` / `%lld`: `strtol` semantics.
     pub fn long(&mut self, base: u32) -> Option<i64> {
-        let n = self.number(base, true)?;
+        let n = self.number(base)?;
         Some(match (n.negative, n.overflow) {
             (false, false) if n.value <= i64::MAX as u64 => n.value as i64,
             (false, _) => i64::MAX,
@@ -173,23 +166,9 @@ impl<'a> Scanner<'a> {
         self.ulong(16).map(|v| v as u32)
     }
 
-    /// `%lu` (base 10) or `%lx` (base 16) as [`Scanner::ulong`], but with the two
-    /// edge cases described in the module docs: no `0x` prefix, and the sign applied to
-    /// the saturated magnitude on overflow.
-    pub fn ulong_bare(&mut self, base: u32) -> Option<u64> {
-        let n = self.number(base, false)?;
-        let v = if n.overflow { u64::MAX } else { n.value };
-        Some(if n.negative { v.wrapping_neg() } else { v })
-    }
-
-    /// `%u`: [`Scanner::ulong_bare`] in base 10, stored into an `unsigned int`.
-    pub fn uint_bare(&mut self) -> Option<u32> {
-        self.ulong_bare(10).map(|v| v as u32)
-    }
-
-    /// `%x`: [`Scanner::ulong_bare`] in base 16, stored into an `unsigned int`.
-    pub fn hex32_bare(&mut self) -> Option<u32> {
-        self.ulong_bare(16).map(|v| v as u32)
+    /// `%u` into an `unsigned int`: `strtoul`, truncated to 32 bits.
+    pub fn uint(&mut self) -> Option<u32> {
+        self.ulong(10).map(|v| v as u32)
     }
 }
 
@@ -234,60 +213,46 @@ mod tests {
         assert_eq!(s.word(), None);
     }
 
-    /// The rules of the former `Scan` cursor of blockdev and diskstats.
+    /// The directives blockdev and diskstats use (`%u`, `%lu`, `%x`, literals).
     #[test]
     fn c_number_rules() {
         let mut s = Scanner::new(b"  42x");
-        assert_eq!(s.uint_bare(), Some(42));
+        assert_eq!(s.uint(), Some(42));
         assert!(!s.lit(b'y'));
         assert!(s.lit(b'x'));
-        assert_eq!(s.uint_bare(), None);
-        assert_eq!(Scanner::new(b"-1").ulong_bare(10), Some(u64::MAX));
+        assert_eq!(s.uint(), None);
+        assert_eq!(Scanner::new(b"-1").ulong(10), Some(u64::MAX));
         assert_eq!(
-            Scanner::new(b"99999999999999999999999").ulong_bare(10),
+            Scanner::new(b"99999999999999999999999").ulong(10),
             Some(u64::MAX)
         );
-        assert_eq!(Scanner::new(b"4294967297").uint_bare(), Some(1));
-        assert_eq!(Scanner::new(b"1c.0").hex32_bare(), Some(0x1c));
+        assert_eq!(Scanner::new(b"4294967297").uint(), Some(1));
+        assert_eq!(Scanner::new(b"1c.0").hex32(), Some(0x1c));
         let mut s = Scanner::new(b"block");
-        assert_eq!(s.hex32_bare(), Some(0xb));
+        assert_eq!(s.hex32(), Some(0xb));
         assert_eq!(s.pos(), 1);
         assert_eq!(Scanner::new(b" sda 1").word(), Some(&b"sda"[..]));
         assert_eq!(Scanner::new(b"  \n").word(), None);
     }
 
-    /// The two edge cases where the former `Scan` (now the `*_bare` methods, used by
-    /// blockdev and diskstats) and `Scanner` disagreed; each caller keeps its own.
+    /// glibc's edge cases: `%x` skips a `0x` prefix followed by a hex digit, and a
+    /// negative number beyond 64 bits saturates to `ULONG_MAX`.
     #[test]
-    fn bare_differs_from_glibc_in_two_edge_cases() {
-        // `0x` prefix: glibc's `%x` (and `strtol(.., 16)`) skip it; bare stops at `x`.
+    fn glibc_prefix_and_overflow() {
         let mut s = Scanner::new(b"0x1f -0X1F");
         assert_eq!(s.hex32(), Some(0x1f));
         assert_eq!(s.pos(), 4);
         assert_eq!(s.hex32(), Some(0x1fu32.wrapping_neg()));
-        let mut s = Scanner::new(b"0x1f");
-        assert_eq!(s.hex32_bare(), Some(0));
-        assert_eq!(s.pos(), 1);
         assert_eq!(Scanner::new(b"0x1f").long(16), Some(0x1f));
-        // Without a hex digit after it, neither takes the prefix.
+        // Without a hex digit after it, the prefix is not taken.
         let mut s = Scanner::new(b"0xg");
         assert_eq!(s.hex32(), Some(0));
         assert_eq!(s.pos(), 1);
-
-        // Negative overflow: glibc saturates to ULONG_MAX; bare negates the saturated
-        // magnitude, giving 1.
         let big = b"-99999999999999999999";
         assert_eq!(Scanner::new(big).ulong(10), Some(u64::MAX));
-        assert_eq!(Scanner::new(big).ulong_bare(10), Some(1));
-        assert_eq!(Scanner::new(big).uint_bare(), Some(1));
-        assert_eq!(Scanner::new(big).hex32_bare(), Some(1));
-        // Within range both wrap the same way.
+        assert_eq!(Scanner::new(big).uint(), Some(u32::MAX));
         assert_eq!(
             Scanner::new(b"-4294967297").ulong(10),
-            Some(0xffff_fffe_ffff_ffff)
-        );
-        assert_eq!(
-            Scanner::new(b"-4294967297").ulong_bare(10),
             Some(0xffff_fffe_ffff_ffff)
         );
     }
@@ -301,7 +266,7 @@ mod tests {
             }
             assert_eq!(s.ulong(10), None);
             assert_eq!(s.long(10), None);
-            assert_eq!(s.ulong_bare(10), None);
+            assert_eq!(s.ulong(10), None);
             assert_eq!(s.hex32(), None);
             assert_eq!(s.pos(), before);
         }

@@ -27,13 +27,13 @@ const LONG: [bool; 17] = [
 /// Parses one line; `None` when qemu-ga skips it.
 pub fn parse_line(line: &[u8]) -> Option<GuestDiskStatsInfo> {
     let mut s = Scanner::new(line);
-    let major = s.uint_bare()?;
-    let minor = s.uint_bare()?;
+    let major = s.uint()?;
+    let minor = s.uint()?;
     let name = s.word()?;
     let mut v = [0u64; 17];
     let mut n = 3;
     for (i, long) in LONG.iter().enumerate() {
-        match s.ulong_bare(10) {
+        match s.ulong(10) {
             Some(x) => v[i] = if *long { x } else { u64::from(x as u32) },
             None => break,
         }
