@@ -82,7 +82,7 @@ impl Sha256 {
 /// Compresses whole 64-byte blocks into `state`: with the CPU's SHA instructions when
 /// it has them (x86-64 SHA-NI, about 5x the portable code), portably otherwise.
 fn compress(state: &mut [u32; 8], blocks: &[u8]) {
-    debug_assert!(blocks.len() % 64 == 0);
+    debug_assert!(blocks.len().is_multiple_of(64));
     #[cfg(target_arch = "x86_64")]
     if ni::available() {
         // SAFETY: the CPU supports every feature `ni::compress` is compiled for.

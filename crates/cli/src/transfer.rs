@@ -3,6 +3,9 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::time::Duration;
+
+use qga_proto::Value;
 
 use crate::b64;
 use crate::error::{Error, Result};
@@ -26,9 +29,15 @@ pub struct TransferOptions {
 
 impl Default for TransferOptions {
     fn default() -> Self {
+        let env = |k: &str, d: usize| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
         TransferOptions {
-            chunk: 1 << 20,
-            window: 4,
+            chunk: env("XCHUNK", 1 << 20),
+            window: env("XWIN", 4),
         }
     }
 }
@@ -69,6 +78,36 @@ fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 fn local(what: &str, e: std::io::Error) -> Error {
     Error::Failed(format!("{what}: {e}"))
+}
+
+fn bad_read(detail: impl Into<String>) -> Error {
+    Error::Protocol {
+        command: "guest-file-read".into(),
+        detail: detail.into(),
+    }
+}
+
+/// Decodes a guest-file-read return value into `data` (replacing its contents)
+/// straight from the parsed reply; returns its `count` and `eof`.
+fn read_reply(r: &Value, data: &mut Vec<u8>) -> Result<(i64, bool)> {
+    let d = r
+        .as_dict()
+        .ok_or_else(|| bad_read("the return value is not an object"))?;
+    let Some(Value::Int(count)) = d.get("count") else {
+        return Err(bad_read("no integer 'count' in the reply"));
+    };
+    let Some(Value::Bool(eof)) = d.get("eof") else {
+        return Err(bad_read("no boolean 'eof' in the reply"));
+    };
+    let text = d
+        .get("buf-b64")
+        .and_then(Value::as_bytes)
+        .ok_or_else(|| bad_read("no string 'buf-b64' in the reply"))?;
+    data.clear();
+    if !b64::decode_into(text, data) {
+        return Err(bad_read("buf-b64 is not valid base64"));
+    }
+    Ok((*count, *eof))
 }
 
 impl Client {
@@ -128,6 +167,12 @@ impl Client {
             let mut acked = 0u64;
             let mut owed: VecDeque<(Pending<crate::wire::GuestFileWrite>, usize)> = VecDeque::new();
             let mut buf = vec![0u8; opts.chunk.max(1)];
+            // The request line, built in place: the JSON serializer would copy (and
+            // scan for escapes) a multi-megabyte string that needs none.
+            let head = format!(
+                r#"{{"execute":"guest-file-write","arguments":{{"handle":{handle},"buf-b64":""#
+            );
+            let mut line = Vec::with_capacity(head.len() + buf.len().div_ceil(3) * 4 + 4);
             let mut at_end = false;
             while !at_end || !owed.is_empty() {
                 if !at_end && owed.len() < opts.window.max(1) {
@@ -137,11 +182,11 @@ impl Client {
                         continue;
                     }
                     hash.update(&buf[..n]);
-                    let p = c.send(&GuestFileWriteArgs {
-                        handle,
-                        buf_b64: b64::encode(&buf[..n]),
-                        count: None,
-                    })?;
+                    line.clear();
+                    line.extend_from_slice(head.as_bytes());
+                    b64::encode_into(&buf[..n], &mut line);
+                    line.extend_from_slice(b"\"}}\n");
+                    let p = c.send_line::<GuestFileWriteArgs>(&line)?;
                     sent += n as u64;
                     owed.push_back((p, n));
                     continue;
@@ -197,6 +242,7 @@ impl Client {
             let mut hash = Sha256::new();
             let mut got = 0u64;
             let mut owed = VecDeque::new();
+            let mut data = Vec::with_capacity(opts.chunk.max(1));
             let mut at_end = false;
             while !at_end || !owed.is_empty() {
                 if !at_end && owed.len() < opts.window.max(1) {
@@ -206,18 +252,15 @@ impl Client {
                     })?);
                     continue;
                 }
-                let r = c.receive(owed.pop_front().expect("owed is non-empty here"))?;
-                let data = b64::decode(r.buf_b64.as_bytes()).ok_or_else(|| Error::Protocol {
-                    command: "guest-file-read".into(),
-                    detail: "buf-b64 is not valid base64".into(),
-                })?;
-                if data.len() as i64 != r.count {
-                    return Err(Error::Protocol {
-                        command: "guest-file-read".into(),
-                        detail: format!("count {} but {} bytes of data", r.count, data.len()),
-                    });
+                let r = c.receive_value(owed.pop_front().expect("owed is non-empty here"))?;
+                let (count, eof) = read_reply(&r, &mut data)?;
+                if data.len() as i64 != count {
+                    return Err(bad_read(format!(
+                        "count {count} but {} bytes of data",
+                        data.len()
+                    )));
                 }
-                if r.eof || data.is_empty() {
+                if eof || data.is_empty() {
                     at_end = true;
                 }
                 hash.update(&data);
@@ -253,7 +296,7 @@ impl Client {
             args: vec!["--".into(), path.into()],
             ..Default::default()
         };
-        match self.exec(&req, None) {
+        match self.exec_polling(&req, None, Duration::from_millis(10)) {
             Ok(out) if out.status() == 0 => {
                 let hex: String = out.stdout.iter().take(64).map(|&b| b as char).collect();
                 if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -296,5 +339,56 @@ impl Client {
             )));
         }
         Ok(how)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(members: &[(&str, Value)]) -> Value {
+        let mut d = qga_proto::Dict::new();
+        for (k, v) in members {
+            d.insert(*k, v.clone());
+        }
+        Value::Dict(d)
+    }
+
+    #[test]
+    fn read_replies_are_decoded_or_refused() {
+        let mut data = vec![1, 2, 3];
+        let ok = reply(&[
+            ("count", Value::Int(3)),
+            ("buf-b64", Value::str("AAEC")),
+            ("eof", Value::Bool(true)),
+        ]);
+        assert_eq!(read_reply(&ok, &mut data).unwrap(), (3, true));
+        assert_eq!(data, [0, 1, 2]);
+        for (bad, why) in [
+            (Value::Int(1), "not an object"),
+            (
+                reply(&[("buf-b64", Value::str("")), ("eof", Value::Bool(false))]),
+                "'count'",
+            ),
+            (
+                reply(&[("count", Value::Int(0)), ("buf-b64", Value::str(""))]),
+                "'eof'",
+            ),
+            (
+                reply(&[("count", Value::Int(0)), ("eof", Value::Bool(false))]),
+                "'buf-b64'",
+            ),
+            (
+                reply(&[
+                    ("count", Value::Int(3)),
+                    ("buf-b64", Value::str("AA*C")),
+                    ("eof", Value::Bool(false)),
+                ]),
+                "not valid base64",
+            ),
+        ] {
+            let e = read_reply(&bad, &mut data).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
     }
 }
