@@ -183,11 +183,13 @@ impl Client {
             crate::TransferOptions {
                 chunk: 1 << 20,
                 window: 1,
+                ..Default::default()
             }
         } else if self.is_libvirt() {
             crate::TransferOptions {
                 chunk: 48 << 10,
                 window: 1,
+                ..Default::default()
             }
         } else {
             crate::TransferOptions::default()

@@ -12,10 +12,10 @@ use crate::error::{Error, Result};
 use crate::exec::ExecRequest;
 use crate::sha256::Sha256;
 use crate::wire::{
-    GuestFileCloseArgs, GuestFileFlushArgs, GuestFileOpenArgs, GuestFileReadArgs,
-    GuestFileSeekArgs, GuestFileWhence, GuestFileWriteArgs, QgaSeek,
+    GuestFileCloseArgs, GuestFileOpenArgs, GuestFileReadArgs, GuestFileSeekArgs, GuestFileWhence,
+    QgaSeek,
 };
-use crate::{Client, Pending};
+use crate::Client;
 
 /// Chunking and pipelining of a transfer.
 #[derive(Debug, Clone, Copy)]
@@ -25,19 +25,17 @@ pub struct TransferOptions {
     pub chunk: usize,
     /// Requests in flight at once.
     pub window: usize,
+    /// Bytes per piece of a checked upload that the guest hashes while later pieces
+    /// are still being sent: a multiple of `chunk`, and of 1 MiB or a divisor of it.
+    pub piece: u64,
 }
 
 impl Default for TransferOptions {
     fn default() -> Self {
-        let env = |k: &str, d: usize| {
-            std::env::var(k)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d)
-        };
         TransferOptions {
-            chunk: env("XCHUNK", 1 << 20),
-            window: env("XWIN", 4),
+            chunk: 1 << 20,
+            window: 4,
+            piece: 32 << 20,
         }
     }
 }
@@ -57,13 +55,16 @@ pub struct Transfer {
 /// How an upload was checked end to end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
-    /// `sha256sum` ran in the guest and matched.
+    /// `sha256sum` ran in the guest over the whole file and matched.
     GuestSha256,
+    /// `sha256sum` ran in the guest over each of this many pieces, during the upload,
+    /// and every piece matched.
+    GuestSha256Pieces(usize),
     /// guest-exec was unavailable; the file was read back and its hash matched.
     ReadBack,
 }
 
-fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match src.read(&mut buf[n..]) {
@@ -76,7 +77,7 @@ fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn local(what: &str, e: std::io::Error) -> Error {
+pub(crate) fn local(what: &str, e: std::io::Error) -> Error {
     Error::Failed(format!("{what}: {e}"))
 }
 
@@ -136,7 +137,7 @@ impl Client {
 
     /// Closes `handle` after `body`, also when `body` failed (then after draining any
     /// owed replies); the body's error wins over the close's.
-    fn with_handle<T>(
+    pub(crate) fn with_handle<T>(
         &mut self,
         handle: i64,
         body: impl FnOnce(&mut Client) -> Result<T>,
@@ -149,72 +150,6 @@ impl Client {
         let v = r?;
         closed?;
         Ok(v)
-    }
-
-    /// Writes everything `src` yields to the guest file `dest` (created or truncated),
-    /// pipelined; `progress` gets the running byte count.
-    pub fn upload(
-        &mut self,
-        src: &mut dyn Read,
-        dest: &str,
-        opts: TransferOptions,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<Transfer> {
-        let handle = self.open(dest, "wb")?;
-        self.with_handle(handle, |c| {
-            let mut hash = Sha256::new();
-            let mut sent = 0u64;
-            let mut acked = 0u64;
-            let mut owed: VecDeque<(Pending<crate::wire::GuestFileWrite>, usize)> = VecDeque::new();
-            let mut buf = vec![0u8; opts.chunk.max(1)];
-            // The request line, built in place: the JSON serializer would copy (and
-            // scan for escapes) a multi-megabyte string that needs none.
-            let head = format!(
-                r#"{{"execute":"guest-file-write","arguments":{{"handle":{handle},"buf-b64":""#
-            );
-            let mut line = Vec::with_capacity(head.len() + buf.len().div_ceil(3) * 4 + 4);
-            let mut at_end = false;
-            while !at_end || !owed.is_empty() {
-                if !at_end && owed.len() < opts.window.max(1) {
-                    let n = read_full(src, &mut buf).map_err(|e| local("reading the source", e))?;
-                    if n == 0 {
-                        at_end = true;
-                        continue;
-                    }
-                    hash.update(&buf[..n]);
-                    line.clear();
-                    line.extend_from_slice(head.as_bytes());
-                    b64::encode_into(&buf[..n], &mut line);
-                    line.extend_from_slice(b"\"}}\n");
-                    let p = c.send_line::<GuestFileWriteArgs>(&line)?;
-                    sent += n as u64;
-                    owed.push_back((p, n));
-                    continue;
-                }
-                let (p, n) = owed.pop_front().expect("owed is non-empty here");
-                let w = c.receive(p)?;
-                if w.count != n as i64 {
-                    return Err(Error::Failed(format!(
-                        "{dest}: short write in the guest ({} of {n} bytes)",
-                        w.count
-                    )));
-                }
-                acked += n as u64;
-                progress(acked);
-            }
-            c.call(GuestFileFlushArgs { handle })?;
-            let size = c.seek(handle, 0, QgaSeek::End)?;
-            if size != sent as i64 {
-                return Err(Error::Failed(format!(
-                    "{dest}: the guest file is {size} bytes after writing {sent}"
-                )));
-            }
-            Ok(Transfer {
-                bytes: sent,
-                sha256: hash.hex(),
-                guest_size: Some(size as u64),
-            })
-        })
     }
 
     /// Reads the guest file `src` to `dst`, pipelined; `progress` gets the running
