@@ -9,7 +9,10 @@ files only there), then moves one random file of SIZE MiB (default 256) both way
   qga cp  the qga command line (pipelined, checked end to end), against qemu-ga and
           against our agent.
 
-Prints MiB/s for each and the ratios. Usage: scripts/bench-cp.py [SIZE_MIB]
+Prints MiB/s for each, the ratios, and the CPU time the agent process itself used
+(user + system, from /proc; a guest-exec'd sha256sum is not included): an agent busy
+for most of the wall time is the bottleneck, whatever the client does.
+Usage: scripts/bench-cp.py [SIZE_MIB]
 Needs: cargo build --release -p qga-agent -p qga-cli, and .ci/install-deps.sh.
 """
 import base64, hashlib, json, os, shutil, socket, subprocess, sys, tempfile, time
@@ -67,10 +70,18 @@ class Loop:
         self.call("guest-file-close", handle=h)
 
 
-def timed(fn):
-    t = time.monotonic()
+def cpu(pid):
+    """User + system seconds the process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(fn, pid):
+    """(wall seconds, agent CPU seconds) of fn()."""
+    c, t = cpu(pid), time.monotonic()
     fn()
-    return time.monotonic() - t
+    return time.monotonic() - t, cpu(pid) - c
 
 
 def sha(path):
@@ -103,20 +114,23 @@ def main():
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if name == "qemu-ga":
                 loop = Loop(sock)
-                results["loop up, qemu-ga"] = timed(lambda: loop.upload(src, os.path.join(d, "l.bin")))
-                results["loop down, qemu-ga"] = timed(lambda: loop.download(src, os.path.join(d, "l.back")))
+                results["loop up, qemu-ga"] = timed(lambda: loop.upload(src, os.path.join(d, "l.bin")), p.pid)
+                results["loop down, qemu-ga"] = timed(lambda: loop.download(src, os.path.join(d, "l.back")), p.pid)
                 assert sha(os.path.join(d, "l.back")) == digest
                 loop.f.close()
                 loop.s.close()
-            results[f"qga cp up, {name}"] = timed(lambda: qga("cp", src, ":" + os.path.join(d, "c.bin")))
-            results[f"qga cp down, {name}"] = timed(lambda: qga("cp", ":" + src, os.path.join(d, "c.back")))
+            results[f"qga cp up, {name}"] = timed(lambda: qga("cp", src, ":" + os.path.join(d, "c.bin")), p.pid)
+            results[f"qga cp down, {name}"] = timed(lambda: qga("cp", ":" + src, os.path.join(d, "c.back")), p.pid)
             assert sha(os.path.join(d, "c.back")) == digest
-        print(f"{size_mib} MiB, one run each (MiB/s; ratio to the hand-written loop against qemu-ga)")
+        print(f"{size_mib} MiB, one run each (MiB/s; ratio to the hand-written loop against qemu-ga;"
+              " the agent's own CPU time)")
         for direction in ("up", "down"):
-            base = size_mib / results[f"loop {direction}, qemu-ga"]
+            base = size_mib / results[f"loop {direction}, qemu-ga"][0]
             for key in (f"loop {direction}, qemu-ga", f"qga cp {direction}, qemu-ga", f"qga cp {direction}, ours"):
-                rate = size_mib / results[key]
-                print(f"  {key:24s} {rate:8.1f} MiB/s  {rate / base:5.2f}x")
+                wall, agent = results[key]
+                rate = size_mib / wall
+                print(f"  {key:24s} {rate:8.1f} MiB/s  {rate / base:5.2f}x"
+                      f"  agent CPU {agent:5.2f} s of {wall:5.2f} s ({100 * agent / wall:3.0f}%)")
     finally:
         for p in procs:
             p.terminate()

@@ -26,41 +26,68 @@ pub struct Reply {
 
 impl Reply {
     fn parse(command: &str, raw: Vec<u8>) -> Result<Reply> {
-        match qga_proto::json::parse_one(&raw) {
-            Some(Ok(value)) => Ok(Reply { value, raw }),
-            Some(Err(e)) => Err(Error::Protocol {
-                command: command.to_string(),
-                detail: String::from_utf8_lossy(&e).into_owned(),
-            }),
-            None => Err(Error::Protocol {
-                command: command.to_string(),
-                detail: format!("incomplete JSON: {}", String::from_utf8_lossy(&raw)),
-            }),
-        }
+        let value = parse_value(command, &raw)?;
+        Ok(Reply { value, raw })
     }
 
     /// The `return` value, or the error the reply carries.
     pub fn into_return(self, command: &str) -> Result<Value> {
-        let Value::Dict(mut d) = self.value else {
-            return Err(protocol(command, "the reply is not an object"));
-        };
-        if let Some(v) = d.remove("return") {
-            return Ok(v);
-        }
-        if let Some(Value::Dict(e)) = d.get("error") {
-            let s = |k: &str| {
-                e.get(k)
-                    .and_then(Value::as_bytes)
-                    .map(qga_proto::qapi::string_from_bytes)
-                    .unwrap_or_default()
-            };
-            return Err(Error::from_reply(command, &s("class"), &s("desc")));
-        }
-        Err(protocol(
-            command,
-            "neither \"return\" nor \"error\" in the reply",
-        ))
+        returned(command, self.value)
     }
+}
+
+/// Parses one reply line.
+fn parse_value(command: &str, raw: &[u8]) -> Result<Value> {
+    // Replies are not bound by the agent's 64 MiB request limit (a 48 MiB
+    // guest-file-read comes back as a 64 MiB string); only whole lines get here.
+    let mut streamer = qga_proto::json::Streamer::with_token_limit(1 << 40);
+    let mut out = None;
+    streamer.feed(raw, &mut |m| {
+        if out.is_none() {
+            out = Some(m);
+        }
+    });
+    if out.is_none() {
+        streamer.feed(b" ", &mut |m| {
+            if out.is_none() {
+                out = Some(m);
+            }
+        });
+    }
+    match out {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(e)) => Err(Error::Protocol {
+            command: command.to_string(),
+            detail: String::from_utf8_lossy(&e).into_owned(),
+        }),
+        None => Err(Error::Protocol {
+            command: command.to_string(),
+            detail: format!("incomplete JSON: {}", String::from_utf8_lossy(raw)),
+        }),
+    }
+}
+
+/// The `return` value of a parsed reply, or the error the reply carries.
+fn returned(command: &str, value: Value) -> Result<Value> {
+    let Value::Dict(mut d) = value else {
+        return Err(protocol(command, "the reply is not an object"));
+    };
+    if let Some(v) = d.remove("return") {
+        return Ok(v);
+    }
+    if let Some(Value::Dict(e)) = d.get("error") {
+        let s = |k: &str| {
+            e.get(k)
+                .and_then(Value::as_bytes)
+                .map(qga_proto::qapi::string_from_bytes)
+                .unwrap_or_default()
+        };
+        return Err(Error::from_reply(command, &s("class"), &s("desc")));
+    }
+    Err(protocol(
+        command,
+        "neither \"return\" nor \"error\" in the reply",
+    ))
 }
 
 fn protocol(command: &str, detail: impl Into<String>) -> Error {
@@ -156,11 +183,13 @@ impl Client {
             crate::TransferOptions {
                 chunk: 1 << 20,
                 window: 1,
+                ..Default::default()
             }
         } else if self.is_libvirt() {
             crate::TransferOptions {
                 chunk: 48 << 10,
                 window: 1,
+                ..Default::default()
             }
         } else {
             crate::TransferOptions::default()
@@ -291,9 +320,15 @@ impl Client {
                     conn.handshake(timeout)?;
                     *synced = true;
                 }
-                let mut line = json.to_vec();
-                line.push(b'\n');
-                if let Err(e) = conn.write_all(&line, Instant::now() + timeout) {
+                let mut owned;
+                let line = if json.ends_with(b"\n") {
+                    json
+                } else {
+                    owned = json.to_vec();
+                    owned.push(b'\n');
+                    &owned[..]
+                };
+                if let Err(e) = conn.write_all(line, Instant::now() + timeout) {
                     *synced = false;
                     self.in_flight.clear();
                     return Err(if SocketConn::is_timeout(&e) {
@@ -307,6 +342,7 @@ impl Client {
                 }
             }
             Transport::Libvirt { virsh, done } => {
+                let json = json.strip_suffix(b"\n").unwrap_or(json);
                 done.push_back(virsh.request(command, json, Some(timeout)));
             }
         }
@@ -316,6 +352,17 @@ impl Client {
     }
 
     fn receive_bytes(&mut self, seq: u64, command: &str) -> Result<Vec<u8>> {
+        self.receive_with(seq, command, <[u8]>::to_vec)
+    }
+
+    /// The reply of the request numbered `seq`, handed to `f` as its bytes on the
+    /// wire without the newline (in place: the connection's buffer, not a copy).
+    fn receive_with<T>(
+        &mut self,
+        seq: u64,
+        command: &str,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T> {
         match self.in_flight.front() {
             Some((s, _)) if *s == seq => {}
             _ => {
@@ -328,8 +375,8 @@ impl Client {
         let timeout = self.timeout;
         match &mut self.transport {
             Transport::Socket { conn, synced } => {
-                match conn.read_line(Instant::now() + timeout) {
-                    Ok(line) => Ok(line),
+                match conn.with_line(Instant::now() + timeout, f) {
+                    Ok(v) => Ok(v),
                     Err(e) => {
                         // The stream position is unknown now: resync before reuse.
                         *synced = false;
@@ -348,9 +395,30 @@ impl Client {
                     }
                 }
             }
-            Transport::Libvirt { done, .. } => done
-                .pop_front()
-                .unwrap_or_else(|| Err(Error::Failed("internal: libvirt reply missing".into()))),
+            Transport::Libvirt { done, .. } => match done.pop_front() {
+                Some(r) => r.map(|raw| f(&raw)),
+                None => Err(Error::Failed("internal: libvirt reply missing".into())),
+            },
         }
+    }
+
+    /// The `return` value of a request sent with [`send`](Self::send) or
+    /// [`send_line`](Self::send_line), parsed straight from the receive buffer.
+    pub(crate) fn receive_value<R>(&mut self, pending: Pending<R>) -> Result<Value> {
+        let command = pending.command;
+        let value = self.receive_with(pending.seq, command, |raw| parse_value(command, raw))??;
+        returned(command, value)
+    }
+
+    /// Sends a request already serialized by the caller as one JSON line (ending in
+    /// `\n` for the socket; libvirt gets it without): for multi-megabyte requests that
+    /// would otherwise be built as a [`Value`] and copied twice.
+    pub(crate) fn send_line<C: Command>(&mut self, line: &[u8]) -> Result<Pending<C::Returns>> {
+        let seq = self.send_bytes(C::NAME, line)?;
+        Ok(Pending {
+            seq,
+            command: C::NAME,
+            _returns: PhantomData,
+        })
     }
 }

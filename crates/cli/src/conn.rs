@@ -19,11 +19,29 @@ use crate::error::{Error, Result};
 pub(crate) struct SocketConn {
     stream: UnixStream,
     path: PathBuf,
+    /// Received bytes in `buf[pos..end]`; the rest is room for the next read, kept
+    /// initialised so that reading a multi-megabyte reply does not zero memory again.
     buf: Vec<u8>,
     /// Start of unread data in `buf`.
     pos: usize,
+    /// End of received data in `buf`.
+    end: usize,
     /// How far past `pos` we already looked for a newline.
     scanned: usize,
+}
+
+/// The first `\n` in `s`, 64 bytes per step with a branch-free test the compiler
+/// vectorises (a byte-at-a-time search cost 14% of a download).
+fn find_newline(s: &[u8]) -> Option<usize> {
+    let mut chunks = s.chunks_exact(64);
+    let mut base = 0;
+    for c in &mut chunks {
+        if c.iter().fold(false, |acc, &b| acc | (b == b'\n')) {
+            break;
+        }
+        base += 64;
+    }
+    s[base..].iter().position(|&b| b == b'\n').map(|i| base + i)
 }
 
 fn timed_out() -> std::io::Error {
@@ -81,6 +99,7 @@ impl SocketConn {
             path: path.to_path_buf(),
             buf: Vec::new(),
             pos: 0,
+            end: 0,
             scanned: 0,
         })
     }
@@ -139,44 +158,44 @@ impl SocketConn {
     /// Reads more bytes into the buffer; EOF is an error (the agent never closes first
     /// while a reply is owed).
     fn fill(&mut self, deadline: Instant) -> std::io::Result<()> {
-        if self.pos > 0 && self.pos * 2 >= self.buf.len() {
-            self.buf.drain(..self.pos);
+        if self.pos > 0 && self.pos * 2 >= self.end {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
-        let old = self.buf.len();
-        let want = (old - self.pos).clamp(64 << 10, 8 << 20);
-        self.buf.resize(old + want, 0);
-        let r = loop {
-            if let Err(e) = remaining(deadline).and_then(|t| self.stream.set_read_timeout(Some(t)))
-            {
-                break Err(e);
-            }
-            match self.stream.read(&mut self.buf[old..]) {
+        let want = (self.end - self.pos).clamp(64 << 10, 8 << 20);
+        if self.buf.len() < self.end + want {
+            self.buf.resize(self.end + want, 0);
+        }
+        loop {
+            remaining(deadline).and_then(|t| self.stream.set_read_timeout(Some(t)))?;
+            match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
-                    break Err(std::io::Error::new(
+                    return Err(std::io::Error::new(
                         ErrorKind::UnexpectedEof,
                         "the agent closed the connection",
                     ))
                 }
-                Ok(n) => break Ok(n),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => break Err(timed_out()),
-                Err(e) => break Err(e),
+                Err(e) if is_timeout(&e) => return Err(timed_out()),
+                Err(e) => return Err(e),
             }
-        };
-        self.buf.truncate(old + *r.as_ref().unwrap_or(&0));
-        r.map(|_| ())
+        }
     }
 
     /// Discards input up to and including the next 0xFF byte.
     fn skip_past_delimiter(&mut self, deadline: Instant) -> std::io::Result<()> {
         loop {
-            if let Some(i) = self.buf[self.pos..].iter().position(|&b| b == 0xFF) {
+            if let Some(i) = self.buf[self.pos..self.end].iter().position(|&b| b == 0xFF) {
                 self.pos += i + 1;
                 self.scanned = 0;
                 return Ok(());
             }
-            self.pos = self.buf.len();
+            self.pos = self.end;
             self.scanned = 0;
             self.fill(deadline)?;
         }
@@ -184,16 +203,26 @@ impl SocketConn {
 
     /// The next reply line, without its `\n`.
     pub fn read_line(&mut self, deadline: Instant) -> std::io::Result<Vec<u8>> {
+        self.with_line(deadline, |line| line.to_vec())
+    }
+
+    /// Hands the next reply line, without its `\n`, to `f` in place (no copy of a
+    /// multi-megabyte reply).
+    pub fn with_line<T>(
+        &mut self,
+        deadline: Instant,
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> std::io::Result<T> {
         loop {
             let start = self.pos + self.scanned;
-            if let Some(i) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            if let Some(i) = find_newline(&self.buf[start..self.end]) {
                 let end = start + i;
-                let line = self.buf[self.pos..end].to_vec();
+                let line = &self.buf[self.pos..end];
                 self.pos = end + 1;
                 self.scanned = 0;
-                return Ok(line);
+                return Ok(f(line));
             }
-            self.scanned = self.buf.len() - self.pos;
+            self.scanned = self.end - self.pos;
             self.fill(deadline)?;
         }
     }
@@ -206,5 +235,29 @@ impl SocketConn {
     /// The socket path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_newline;
+
+    #[test]
+    fn newline_found_in_every_position() {
+        for len in [0, 1, 63, 64, 65, 127, 128, 200] {
+            let mut s = vec![b'x'; len];
+            assert_eq!(find_newline(&s), None, "len {len}");
+            for at in 0..len {
+                s[at] = b'\n';
+                assert_eq!(find_newline(&s), Some(at), "len {len} at {at}");
+                // The first of two.
+                if at + 1 < len {
+                    s[len - 1] = b'\n';
+                    assert_eq!(find_newline(&s), Some(at), "len {len} at {at}");
+                    s[len - 1] = b'x';
+                }
+                s[at] = b'x';
+            }
+        }
     }
 }

@@ -105,6 +105,18 @@ fn decode(command: &str, field: &str, data: Option<String>) -> Result<Vec<u8>> {
 impl Client {
     /// Runs a program in the guest and waits for it (at most `limit`, if given).
     pub fn exec(&mut self, req: &ExecRequest, limit: Option<Duration>) -> Result<ExecOutput> {
+        self.exec_polling(req, limit, Duration::MAX)
+    }
+
+    /// [`exec`](Self::exec), polling at least every `max_delay`: for a program whose
+    /// end the caller waits on with nothing else to do (a 250 ms backoff step can add
+    /// a quarter of a second to `qga cp`'s checksum in the guest).
+    pub(crate) fn exec_polling(
+        &mut self,
+        req: &ExecRequest,
+        limit: Option<Duration>,
+        max_delay: Duration,
+    ) -> Result<ExecOutput> {
         let started = Instant::now();
         let pid = self.call(req.to_args())?.pid;
         let mut delay = Duration::ZERO;
@@ -121,7 +133,7 @@ impl Client {
                     stderr_truncated: st.err_truncated.unwrap_or(false),
                 });
             }
-            delay = next_poll_delay(delay);
+            delay = next_poll_delay(delay).min(max_delay);
             if let Some(limit) = limit {
                 let spent = started.elapsed();
                 if spent >= limit {

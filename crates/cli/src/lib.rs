@@ -61,6 +61,7 @@ mod exec;
 mod libvirt;
 pub mod sha256;
 mod transfer;
+mod upload;
 pub mod wire;
 
 pub use client::{Client, Pending, Reply, DEFAULT_TIMEOUT};

@@ -1,6 +1,9 @@
 //! SHA-256 (FIPS 180-4), for the end-to-end check after `qga cp`: the digest is compared
 //! with what `sha256sum` prints in the guest. Small enough to own.
 
+#[cfg(target_arch = "x86_64")]
+mod ni;
+
 const K: [u32; 64] = [
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -44,17 +47,24 @@ impl Sha256 {
     /// Adds bytes.
     pub fn update(&mut self, mut data: &[u8]) {
         self.len = self.len.wrapping_add(data.len() as u64);
-        while !data.is_empty() {
+        if self.fill > 0 {
             let take = (64 - self.fill).min(data.len());
             self.block[self.fill..self.fill + take].copy_from_slice(&data[..take]);
             self.fill += take;
             data = &data[take..];
-            if self.fill == 64 {
-                let block = self.block;
-                self.compress(&block);
-                self.fill = 0;
+            if self.fill < 64 {
+                return;
             }
+            let block = self.block;
+            compress(&mut self.state, &block);
+            self.fill = 0;
         }
+        // Whole blocks straight from the input.
+        let whole = data.len() / 64 * 64;
+        compress(&mut self.state, &data[..whole]);
+        let rest = &data[whole..];
+        self.block[..rest.len()].copy_from_slice(rest);
+        self.fill = rest.len();
     }
 
     /// The digest as 64 lowercase hex digits (as `sha256sum` prints it).
@@ -67,44 +77,59 @@ impl Sha256 {
         self.update(&bits.to_be_bytes());
         self.state.iter().map(|w| format!("{w:08x}")).collect()
     }
+}
 
-    fn compress(&mut self, block: &[u8; 64]) {
-        let mut w = [0u32; 64];
-        for (i, c) in block.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-        }
-        for i in 16..64 {
-            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[i - 7])
-                .wrapping_add(s1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = self.state;
-        for i in 0..64 {
-            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
-            let ch = (e & f) ^ (!e & g);
-            let t1 = h
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[i])
-                .wrapping_add(w[i]);
-            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-            let maj = (a & b) ^ (a & c) ^ (b & c);
-            let t2 = s0.wrapping_add(maj);
-            h = g;
-            g = f;
-            f = e;
-            e = d.wrapping_add(t1);
-            d = c;
-            c = b;
-            b = a;
-            a = t1.wrapping_add(t2);
-        }
-        for (s, v) in self.state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
-            *s = s.wrapping_add(v);
-        }
+/// Compresses whole 64-byte blocks into `state`: with the CPU's SHA instructions when
+/// it has them (x86-64 SHA-NI, about 5x the portable code), portably otherwise.
+fn compress(state: &mut [u32; 8], blocks: &[u8]) {
+    debug_assert!(blocks.len().is_multiple_of(64));
+    #[cfg(target_arch = "x86_64")]
+    if ni::available() {
+        // SAFETY: the CPU supports every feature `ni::compress` is compiled for.
+        unsafe { ni::compress(state, blocks) };
+        return;
+    }
+    for block in blocks.chunks_exact(64) {
+        compress_scalar(state, block);
+    }
+}
+
+fn compress_scalar(state: &mut [u32; 8], block: &[u8]) {
+    let mut w = [0u32; 64];
+    for (i, c) in block.chunks_exact(4).enumerate() {
+        w[i] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    for i in 16..64 {
+        let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+        let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16]
+            .wrapping_add(s0)
+            .wrapping_add(w[i - 7])
+            .wrapping_add(s1);
+    }
+    let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
+    for i in 0..64 {
+        let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+        let ch = (e & f) ^ (!e & g);
+        let t1 = h
+            .wrapping_add(s1)
+            .wrapping_add(ch)
+            .wrapping_add(K[i])
+            .wrapping_add(w[i]);
+        let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+        let maj = (a & b) ^ (a & c) ^ (b & c);
+        let t2 = s0.wrapping_add(maj);
+        h = g;
+        g = f;
+        f = e;
+        e = d.wrapping_add(t1);
+        d = c;
+        c = b;
+        b = a;
+        a = t1.wrapping_add(t2);
+    }
+    for (s, v) in state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
+        *s = s.wrapping_add(v);
     }
 }
 
@@ -141,6 +166,33 @@ mod tests {
             h.hex(),
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
         );
+    }
+
+    #[test]
+    fn every_length_agrees_with_the_portable_code() {
+        let data: Vec<u8> = (0..2000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        for len in (0..300).chain([1000, 1024, 1999, 2000]) {
+            let mut state = Sha256::new().state;
+            let mut padded = data[..len].to_vec();
+            padded.push(0x80);
+            while padded.len() % 64 != 56 {
+                padded.push(0);
+            }
+            padded.extend_from_slice(&((len as u64) * 8).to_be_bytes());
+            for block in padded.chunks_exact(64) {
+                compress_scalar(&mut state, block);
+            }
+            let want: String = state.iter().map(|w| format!("{w:08x}")).collect();
+            assert_eq!(hex(&data[..len]), want, "len {len}");
+            // And fed in uneven pieces.
+            let mut h = Sha256::new();
+            for piece in data[..len].chunks(37) {
+                h.update(piece);
+            }
+            assert_eq!(h.hex(), want, "len {len} in pieces");
+        }
     }
 
     #[test]

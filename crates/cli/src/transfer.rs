@@ -3,16 +3,19 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::time::Duration;
+
+use qga_proto::Value;
 
 use crate::b64;
 use crate::error::{Error, Result};
 use crate::exec::ExecRequest;
 use crate::sha256::Sha256;
 use crate::wire::{
-    GuestFileCloseArgs, GuestFileFlushArgs, GuestFileOpenArgs, GuestFileReadArgs,
-    GuestFileSeekArgs, GuestFileWhence, GuestFileWriteArgs, QgaSeek,
+    GuestFileCloseArgs, GuestFileOpenArgs, GuestFileReadArgs, GuestFileSeekArgs, GuestFileWhence,
+    QgaSeek,
 };
-use crate::{Client, Pending};
+use crate::Client;
 
 /// Chunking and pipelining of a transfer.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +25,9 @@ pub struct TransferOptions {
     pub chunk: usize,
     /// Requests in flight at once.
     pub window: usize,
+    /// Bytes per piece of a checked upload that the guest hashes while later pieces
+    /// are still being sent: a multiple of `chunk`, and of 1 MiB or a divisor of it.
+    pub piece: u64,
 }
 
 impl Default for TransferOptions {
@@ -29,6 +35,7 @@ impl Default for TransferOptions {
         TransferOptions {
             chunk: 1 << 20,
             window: 4,
+            piece: 32 << 20,
         }
     }
 }
@@ -48,13 +55,16 @@ pub struct Transfer {
 /// How an upload was checked end to end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
-    /// `sha256sum` ran in the guest and matched.
+    /// `sha256sum` ran in the guest over the whole file and matched.
     GuestSha256,
+    /// `sha256sum` ran in the guest over each of this many pieces, during the upload,
+    /// and every piece matched.
+    GuestSha256Pieces(usize),
     /// guest-exec was unavailable; the file was read back and its hash matched.
     ReadBack,
 }
 
-fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match src.read(&mut buf[n..]) {
@@ -67,8 +77,38 @@ fn read_full(src: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn local(what: &str, e: std::io::Error) -> Error {
+pub(crate) fn local(what: &str, e: std::io::Error) -> Error {
     Error::Failed(format!("{what}: {e}"))
+}
+
+fn bad_read(detail: impl Into<String>) -> Error {
+    Error::Protocol {
+        command: "guest-file-read".into(),
+        detail: detail.into(),
+    }
+}
+
+/// Decodes a guest-file-read return value into `data` (replacing its contents)
+/// straight from the parsed reply; returns its `count` and `eof`.
+fn read_reply(r: &Value, data: &mut Vec<u8>) -> Result<(i64, bool)> {
+    let d = r
+        .as_dict()
+        .ok_or_else(|| bad_read("the return value is not an object"))?;
+    let Some(Value::Int(count)) = d.get("count") else {
+        return Err(bad_read("no integer 'count' in the reply"));
+    };
+    let Some(Value::Bool(eof)) = d.get("eof") else {
+        return Err(bad_read("no boolean 'eof' in the reply"));
+    };
+    let text = d
+        .get("buf-b64")
+        .and_then(Value::as_bytes)
+        .ok_or_else(|| bad_read("no string 'buf-b64' in the reply"))?;
+    data.clear();
+    if !b64::decode_into(text, data) {
+        return Err(bad_read("buf-b64 is not valid base64"));
+    }
+    Ok((*count, *eof))
 }
 
 impl Client {
@@ -97,7 +137,7 @@ impl Client {
 
     /// Closes `handle` after `body`, also when `body` failed (then after draining any
     /// owed replies); the body's error wins over the close's.
-    fn with_handle<T>(
+    pub(crate) fn with_handle<T>(
         &mut self,
         handle: i64,
         body: impl FnOnce(&mut Client) -> Result<T>,
@@ -110,66 +150,6 @@ impl Client {
         let v = r?;
         closed?;
         Ok(v)
-    }
-
-    /// Writes everything `src` yields to the guest file `dest` (created or truncated),
-    /// pipelined; `progress` gets the running byte count.
-    pub fn upload(
-        &mut self,
-        src: &mut dyn Read,
-        dest: &str,
-        opts: TransferOptions,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<Transfer> {
-        let handle = self.open(dest, "wb")?;
-        self.with_handle(handle, |c| {
-            let mut hash = Sha256::new();
-            let mut sent = 0u64;
-            let mut acked = 0u64;
-            let mut owed: VecDeque<(Pending<crate::wire::GuestFileWrite>, usize)> = VecDeque::new();
-            let mut buf = vec![0u8; opts.chunk.max(1)];
-            let mut at_end = false;
-            while !at_end || !owed.is_empty() {
-                if !at_end && owed.len() < opts.window.max(1) {
-                    let n = read_full(src, &mut buf).map_err(|e| local("reading the source", e))?;
-                    if n == 0 {
-                        at_end = true;
-                        continue;
-                    }
-                    hash.update(&buf[..n]);
-                    let p = c.send(&GuestFileWriteArgs {
-                        handle,
-                        buf_b64: b64::encode(&buf[..n]),
-                        count: None,
-                    })?;
-                    sent += n as u64;
-                    owed.push_back((p, n));
-                    continue;
-                }
-                let (p, n) = owed.pop_front().expect("owed is non-empty here");
-                let w = c.receive(p)?;
-                if w.count != n as i64 {
-                    return Err(Error::Failed(format!(
-                        "{dest}: short write in the guest ({} of {n} bytes)",
-                        w.count
-                    )));
-                }
-                acked += n as u64;
-                progress(acked);
-            }
-            c.call(GuestFileFlushArgs { handle })?;
-            let size = c.seek(handle, 0, QgaSeek::End)?;
-            if size != sent as i64 {
-                return Err(Error::Failed(format!(
-                    "{dest}: the guest file is {size} bytes after writing {sent}"
-                )));
-            }
-            Ok(Transfer {
-                bytes: sent,
-                sha256: hash.hex(),
-                guest_size: Some(size as u64),
-            })
-        })
     }
 
     /// Reads the guest file `src` to `dst`, pipelined; `progress` gets the running
@@ -197,6 +177,7 @@ impl Client {
             let mut hash = Sha256::new();
             let mut got = 0u64;
             let mut owed = VecDeque::new();
+            let mut data = Vec::with_capacity(opts.chunk.max(1));
             let mut at_end = false;
             while !at_end || !owed.is_empty() {
                 if !at_end && owed.len() < opts.window.max(1) {
@@ -206,19 +187,15 @@ impl Client {
                     })?);
                     continue;
                 }
-                let r = c.receive(owed.pop_front().expect("owed is non-empty here"))?;
-                let data =
-                    b64::decode(r.buf_b64.text().as_bytes()).ok_or_else(|| Error::Protocol {
-                        command: "guest-file-read".into(),
-                        detail: "buf-b64 is not valid base64".into(),
-                    })?;
-                if data.len() as i64 != r.count {
-                    return Err(Error::Protocol {
-                        command: "guest-file-read".into(),
-                        detail: format!("count {} but {} bytes of data", r.count, data.len()),
-                    });
+                let r = c.receive_value(owed.pop_front().expect("owed is non-empty here"))?;
+                let (count, eof) = read_reply(&r, &mut data)?;
+                if data.len() as i64 != count {
+                    return Err(bad_read(format!(
+                        "count {count} but {} bytes of data",
+                        data.len()
+                    )));
                 }
-                if r.eof || data.is_empty() {
+                if eof || data.is_empty() {
                     at_end = true;
                 }
                 hash.update(&data);
@@ -254,7 +231,7 @@ impl Client {
             args: vec!["--".into(), path.into()],
             ..Default::default()
         };
-        match self.exec(&req, None) {
+        match self.exec_polling(&req, None, Duration::from_millis(10)) {
             Ok(out) if out.status() == 0 => {
                 let hex: String = out.stdout.iter().take(64).map(|&b| b as char).collect();
                 if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -297,5 +274,56 @@ impl Client {
             )));
         }
         Ok(how)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(members: &[(&str, Value)]) -> Value {
+        let mut d = qga_proto::Dict::new();
+        for (k, v) in members {
+            d.insert(*k, v.clone());
+        }
+        Value::Dict(d)
+    }
+
+    #[test]
+    fn read_replies_are_decoded_or_refused() {
+        let mut data = vec![1, 2, 3];
+        let ok = reply(&[
+            ("count", Value::Int(3)),
+            ("buf-b64", Value::str("AAEC")),
+            ("eof", Value::Bool(true)),
+        ]);
+        assert_eq!(read_reply(&ok, &mut data).unwrap(), (3, true));
+        assert_eq!(data, [0, 1, 2]);
+        for (bad, why) in [
+            (Value::Int(1), "not an object"),
+            (
+                reply(&[("buf-b64", Value::str("")), ("eof", Value::Bool(false))]),
+                "'count'",
+            ),
+            (
+                reply(&[("count", Value::Int(0)), ("buf-b64", Value::str(""))]),
+                "'eof'",
+            ),
+            (
+                reply(&[("count", Value::Int(0)), ("eof", Value::Bool(false))]),
+                "'buf-b64'",
+            ),
+            (
+                reply(&[
+                    ("count", Value::Int(3)),
+                    ("buf-b64", Value::str("AA*C")),
+                    ("eof", Value::Bool(false)),
+                ]),
+                "not valid base64",
+            ),
+        ] {
+            let e = read_reply(&bad, &mut data).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
     }
 }

@@ -360,23 +360,29 @@ fn upload(c: &mut Client, io: &mut Io, src: &str, dst: &str, verify: bool) -> Re
     };
     let opts = c.transfer_options(true);
     let mut bar = Progress::new(&format!("{name} →"), io.progress);
-    let t = match c.upload(&mut file, &dest, opts, &mut |n| bar.update(n, Some(total))) {
+    let mut send = |c: &mut Client, file: &mut std::fs::File, dest: &str| {
+        let progress = &mut |n| bar.update(n, Some(total));
+        if verify {
+            c.upload_checked(file, dest, opts, progress)
+                .map(|(t, how)| (t, Some(how)))
+        } else {
+            c.upload(file, dest, opts, progress).map(|t| (t, None))
+        }
+    };
+    let (t, how) = match send(c, &mut file, &dest) {
         // `qga cp f :/tmp`: the destination is a directory.
         Err(Error::Guest { desc, .. }) if desc.ends_with("Is a directory") => {
             dest = format!("{}/{name}", dest.trim_end_matches('/'));
             let mut file = std::fs::File::open(src).map_err(local)?;
-            c.upload(&mut file, &dest, opts, &mut |n| bar.update(n, Some(total)))?
+            send(c, &mut file, &dest)?
         }
         r => r?,
     };
     bar.finish();
-    let how = if verify {
-        Some(c.verify_upload(&dest, &t, opts)?)
-    } else {
-        None
-    };
     let check = match how {
-        Some(Verified::GuestSha256) => "size and sha256 checked in the guest",
+        Some(Verified::GuestSha256 | Verified::GuestSha256Pieces(_)) => {
+            "size and sha256 checked in the guest"
+        }
         Some(Verified::ReadBack) => "size checked; sha256 checked by reading it back",
         None => "not verified",
     };
@@ -392,7 +398,7 @@ fn upload(c: &mut Client, io: &mut Io, src: &str, dst: &str, verify: bool) -> Re
         (
             "verified",
             Value::str(match how {
-                Some(Verified::GuestSha256) => "guest-sha256",
+                Some(Verified::GuestSha256 | Verified::GuestSha256Pieces(_)) => "guest-sha256",
                 Some(Verified::ReadBack) => "read-back",
                 None => "none",
             }),
