@@ -57,39 +57,9 @@ impl Encoder {
         }
     }
 
-    /// Appends the encoding of `data` (12 bytes to 16 characters per step).
+    /// Appends the encoding of `data`.
     pub fn push(&mut self, data: &[u8]) {
-        let start = self.out.len();
-        self.out.resize(start + data.len().div_ceil(3) * 4, 0);
-        let dst = &mut self.out[start..];
-        let mut chunks = data.chunks_exact(12);
-        for (c, o) in (&mut chunks).zip(dst.chunks_exact_mut(16)) {
-            let a = u64::from_be_bytes([0, 0, c[0], c[1], c[2], c[3], c[4], c[5]]);
-            let b = u64::from_be_bytes([0, 0, c[6], c[7], c[8], c[9], c[10], c[11]]);
-            o[..8].copy_from_slice(&encode48(a));
-            o[8..].copy_from_slice(&encode48(b));
-        }
-        let rest = chunks.remainder();
-        let dst = &mut dst[data.len() / 12 * 16..];
-        let mut groups = rest.chunks_exact(3);
-        for (c, o) in (&mut groups).zip(dst.chunks_exact_mut(4)) {
-            let v = u64::from_be_bytes([0, 0, 0, 0, 0, c[0], c[1], c[2]]);
-            o.copy_from_slice(&encode48(v)[4..]);
-        }
-        let tail = dst.len().saturating_sub(4);
-        match *groups.remainder() {
-            [a] => {
-                let v = u64::from(a) << 16;
-                let e = encode48(v);
-                dst[tail..].copy_from_slice(&[e[4], e[5], b'=', b'=']);
-            }
-            [a, b] => {
-                let v = (u64::from(a) << 16) | (u64::from(b) << 8);
-                let e = encode48(v);
-                dst[tail..].copy_from_slice(&[e[4], e[5], e[6], b'=']);
-            }
-            _ => {}
-        }
+        encode_into(data, &mut self.out);
     }
 
     /// The text.
@@ -107,6 +77,42 @@ impl Encoder {
     /// Forgets the text so far, keeping the allocation.
     pub fn clear(&mut self) {
         self.out.clear();
+    }
+}
+
+/// Appends the standard padded encoding of `data` to `out` (12 bytes to 16 characters
+/// per step).
+pub fn encode_into(data: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + data.len().div_ceil(3) * 4, 0);
+    let dst = &mut out[start..];
+    let mut chunks = data.chunks_exact(12);
+    for (c, o) in (&mut chunks).zip(dst.chunks_exact_mut(16)) {
+        let a = u64::from_be_bytes([0, 0, c[0], c[1], c[2], c[3], c[4], c[5]]);
+        let b = u64::from_be_bytes([0, 0, c[6], c[7], c[8], c[9], c[10], c[11]]);
+        o[..8].copy_from_slice(&encode48(a));
+        o[8..].copy_from_slice(&encode48(b));
+    }
+    let rest = chunks.remainder();
+    let dst = &mut dst[data.len() / 12 * 16..];
+    let mut groups = rest.chunks_exact(3);
+    for (c, o) in (&mut groups).zip(dst.chunks_exact_mut(4)) {
+        let v = u64::from_be_bytes([0, 0, 0, 0, 0, c[0], c[1], c[2]]);
+        o.copy_from_slice(&encode48(v)[4..]);
+    }
+    let tail = dst.len().saturating_sub(4);
+    match *groups.remainder() {
+        [a] => {
+            let v = u64::from(a) << 16;
+            let e = encode48(v);
+            dst[tail..].copy_from_slice(&[e[4], e[5], b'=', b'=']);
+        }
+        [a, b] => {
+            let v = (u64::from(a) << 16) | (u64::from(b) << 8);
+            let e = encode48(v);
+            dst[tail..].copy_from_slice(&[e[4], e[5], e[6], b'=']);
+        }
+        _ => {}
     }
 }
 
@@ -185,18 +191,105 @@ impl ToQapi for Base64Data {
     }
 }
 
-/// Rank of a character in the alphabet; `=` ranks 0 as in GLib; 0xFF for others.
-const fn rank_table() -> [u8; 256] {
+/// Rank of a character in the alphabet; 0xFF for others; `=` ranks `pad` (0 in GLib's
+/// decoder).
+const fn rank_table(pad: u8) -> [u8; 256] {
     let mut t = [0xFFu8; 256];
     let mut i = 0;
     while i < 64 {
         t[ALPHABET[i] as usize] = i as u8;
         i += 1;
     }
-    t[b'=' as usize] = 0;
+    t[b'=' as usize] = pad;
     t
 }
-static RANK: [u8; 256] = rank_table();
+static RANK: [u8; 256] = rank_table(0);
+/// The same, with `=` outside the alphabet (0xFF) like every other byte.
+static STRICT_RANK: [u8; 256] = rank_table(0xFF);
+
+/// Decodes standard base64 as a client reads an agent's output: padding optional,
+/// line breaks ignored, `None` on any other character, on data after padding or on a
+/// dangling single character (unlike the lenient [`decode`] the agent applies to what
+/// it is sent).
+pub fn decode_strict(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    decode_strict_into(text, &mut out).then_some(out)
+}
+
+/// [`decode_strict`], appending to `out` (which keeps its capacity from chunk to chunk);
+/// false, with `out` in an unspecified state, when the text is not base64.
+pub fn decode_strict_into(text: &[u8], out: &mut Vec<u8>) -> bool {
+    // Fast path: whole groups of 16 characters of the alphabet, 12 bytes out, with one
+    // check of the accumulated ranks per group instead of a branch per character.
+    let body = text.len().saturating_sub(4) / 16 * 16;
+    let start = out.len();
+    out.resize(start + body / 4 * 3, 0);
+    let mut bad = 0u8;
+    for (c, d) in text[..body]
+        .chunks_exact(16)
+        .zip(out[start..].chunks_exact_mut(12))
+    {
+        for (g, o) in c.chunks_exact(4).zip(d.chunks_exact_mut(3)) {
+            let r = [
+                STRICT_RANK[usize::from(g[0])],
+                STRICT_RANK[usize::from(g[1])],
+                STRICT_RANK[usize::from(g[2])],
+                STRICT_RANK[usize::from(g[3])],
+            ];
+            bad |= r[0] | r[1] | r[2] | r[3];
+            let v = (u32::from(r[0]) << 18)
+                | (u32::from(r[1]) << 12)
+                | (u32::from(r[2]) << 6)
+                | u32::from(r[3]);
+            o.copy_from_slice(&v.to_be_bytes()[1..]);
+        }
+    }
+    // A byte outside the alphabet (line break, padding, garbage) in the body: redo it
+    // character by character.
+    let from = if bad & 0x80 == 0 {
+        body
+    } else {
+        out.truncate(start);
+        0
+    };
+    slow_decode(&text[from..], out)
+}
+
+/// The general decoder: skips line breaks, allows `=` only at the end.
+fn slow_decode(text: &[u8], out: &mut Vec<u8>) -> bool {
+    let mut acc = 0u32;
+    let mut n = 0;
+    let mut pad = false;
+    for &c in text {
+        match c {
+            b'\n' | b'\r' => continue,
+            b'=' => {
+                pad = true;
+                continue;
+            }
+            _ if pad => return false,
+            _ => {}
+        }
+        let r = STRICT_RANK[usize::from(c)];
+        if r == 0xFF {
+            return false;
+        }
+        acc = (acc << 6) | u32::from(r);
+        n += 1;
+        if n == 4 {
+            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+            acc = 0;
+            n = 0;
+        }
+    }
+    match n {
+        0 => {}
+        2 => out.push((acc >> 4) as u8),
+        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+        _ => return false,
+    }
+    true
+}
 
 /// Whether any byte of `s` satisfies `pred`, checked 32 bytes at a time without
 /// branches so the compiler vectorises it.
@@ -475,6 +568,68 @@ mod tests {
                 INVALID_CHARACTERS,
                 "{s:?}"
             );
+        }
+    }
+
+    #[test]
+    fn strict_rfc4648_vectors() {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(encode(plain.as_bytes()), enc);
+            assert_eq!(decode_strict(enc.as_bytes()).unwrap(), plain.as_bytes());
+        }
+    }
+
+    #[test]
+    fn strict_round_trip_and_rejects() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        assert_eq!(decode_strict(encode(&data).as_bytes()).unwrap(), data);
+        assert_eq!(decode_strict(b"b3V0Cg==").unwrap(), b"out\n");
+        assert!(decode_strict(b"a b").is_none());
+        assert!(decode_strict(b"Zg==Zg").is_none());
+        assert!(decode_strict(b"Z").is_none());
+    }
+
+    #[test]
+    fn strict_fast_path_agrees_with_the_general_decoder() {
+        let data: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for len in (0..100).chain([4095, 4096, 4097, 4998, 4999, 5000]) {
+            let enc = encode(&data[..len]);
+            assert_eq!(enc.len(), len.div_ceil(3) * 4);
+            let mut slow = Vec::new();
+            assert!(slow_decode(enc.as_bytes(), &mut slow), "len {len}");
+            assert_eq!(slow, &data[..len], "len {len}");
+            let mut out = vec![7u8];
+            assert!(decode_strict_into(enc.as_bytes(), &mut out), "len {len}");
+            assert_eq!(&out[1..], &data[..len], "len {len}");
+        }
+        // Line breaks, padding or garbage inside the fast path's blocks.
+        let enc = encode(&data[..3000]);
+        let mut wrapped = Vec::new();
+        for line in enc.as_bytes().chunks(76) {
+            wrapped.extend_from_slice(line);
+            wrapped.extend_from_slice(b"\r\n");
+        }
+        assert_eq!(decode_strict(&wrapped).unwrap(), &data[..3000]);
+        for (at, c) in [
+            (0, b'*'),
+            (17, b'='),
+            (100, 0xC3),
+            (3999, b'-'),
+            (2000, b' '),
+        ] {
+            let mut bad = enc.clone().into_bytes();
+            bad[at] = c;
+            assert!(decode_strict(&bad).is_none(), "{c} at {at}");
         }
     }
 }
