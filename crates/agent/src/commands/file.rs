@@ -203,14 +203,16 @@ fn read_file(f: &mut OpenFile, count: usize) -> Result<GuestFileRead> {
         f.state = RwState::New;
     }
     // Read a piece at a time (the same reads, stopping at end of file or an error as
-    // one big read would) into one buffer that grows as data arrives. The reply holds
-    // these raw bytes and base64-encodes them while it is written to the channel, so a
-    // 48 MiB read holds 48 MiB, not 48 MiB plus its 64 MiB of text.
-    let mut data = Vec::new();
+    // one big read would) into one buffer. The reply holds these raw bytes and
+    // base64-encodes them while it is written to the channel, so a 48 MiB read holds
+    // 48 MiB, not 48 MiB plus its 64 MiB of text. The buffer is allocated at its full
+    // size at once: grown piece by piece it was copied by realloc once glibc's
+    // adaptive mmap threshold put it on the heap; pages not read into are never
+    // touched, so a short file costs no memory for a large count.
+    let mut data = Vec::with_capacity(count);
     let mut n = 0;
     while n < count {
         let want = READ_PIECE.min(count - n);
-        data.reserve_exact(want);
         let got = f.stream.read(&mut data, want);
         n += got;
         if got < want || f.stream.error().is_some() {
