@@ -27,6 +27,20 @@ pub struct Conn {
     buf: Vec<u8>,
 }
 
+/// Takes the i-th reply, parsed.
+type OnReply<'f> = &'f mut dyn FnMut(usize, Value) -> Result<(), String>;
+/// Takes the i-th reply's line.
+type OnLine<'f> = &'f mut dyn FnMut(usize, &[u8]) -> Result<(), String>;
+
+/// How replies are split off the stream during a pipeline, and who gets them.
+enum Framing<'f> {
+    /// Parsed by the JSON streamer.
+    Json(OnReply<'f>),
+    /// As raw lines (agents end every reply with a newline and JSON text has none
+    /// inside), straight from the receive buffer: no copy of a large string.
+    Lines(OnLine<'f>),
+}
+
 impl Conn {
     /// Wraps a connected stream.
     pub fn new(stream: UnixStream) -> Result<Conn, String> {
@@ -93,10 +107,36 @@ impl Conn {
         R: Fn(usize) -> &'a [u8],
         F: FnMut(usize, Value) -> Result<(), String>,
     {
+        self.run_pipeline(n, window, &request, Framing::Json(&mut on_reply))
+    }
+
+    /// [`Conn::pipeline`], handing each reply over as its raw line (without the
+    /// newline), for callers that read a large reply in place.
+    pub fn pipeline_lines<'a, R, F>(
+        &mut self,
+        n: usize,
+        window: usize,
+        request: R,
+        mut on_line: F,
+    ) -> Result<(), String>
+    where
+        R: Fn(usize) -> &'a [u8],
+        F: FnMut(usize, &[u8]) -> Result<(), String>,
+    {
+        self.run_pipeline(n, window, &request, Framing::Lines(&mut on_line))
+    }
+
+    fn run_pipeline<'a>(
+        &mut self,
+        n: usize,
+        window: usize,
+        request: &dyn Fn(usize) -> &'a [u8],
+        framing: Framing<'_>,
+    ) -> Result<(), String> {
         self.stream
             .set_nonblocking(true)
             .map_err(|e| e.to_string())?;
-        let result = self.pipeline_nonblocking(n, window.max(1), &request, &mut on_reply);
+        let result = self.pipeline_nonblocking(n, window.max(1), request, framing);
         let restored = self.stream.set_nonblocking(false);
         result.and(restored.map_err(|e| e.to_string()))
     }
@@ -106,9 +146,14 @@ impl Conn {
         n: usize,
         window: usize,
         request: &dyn Fn(usize) -> &'a [u8],
-        on_reply: &mut dyn FnMut(usize, Value) -> Result<(), String>,
+        mut framing: Framing<'_>,
     ) -> Result<(), String> {
         let (mut started, mut replied) = (0, 0);
+        // Lines mode: a buffer whose first `filled` bytes are received and not yet
+        // handed over, searched for a newline up to `scanned` (its length only grows,
+        // so it is zeroed once, not before every read).
+        let mut acc: Vec<u8> = Vec::new();
+        let (mut filled, mut scanned) = (0, 0);
         // What is being written: a batch of small requests, or one large request
         // written from where it lies; and how much of it went out.
         let mut batch = Vec::with_capacity(BATCH * 2);
@@ -122,6 +167,12 @@ impl Conn {
                     batch.clear();
                     big = &[];
                     off = 0;
+                    // Refill once half the window is free, not after every reply:
+                    // requests then go out (and wake the agent) in groups.
+                    let low = window / 2;
+                    if started - replied > low && started < n {
+                        break;
+                    }
                     while started < n && started - replied < window {
                         let req = request(started);
                         if req.len() >= BATCH {
@@ -149,13 +200,30 @@ impl Conn {
                     Err(e) => return Err(format!("send: {e}")),
                 }
             }
-            // Hand over a reply already parsed.
-            if let Some(m) = self.pending.pop_front() {
-                let v =
-                    m.map_err(|e| format!("bad JSON from agent: {}", String::from_utf8_lossy(&e)))?;
-                on_reply(replied, v)?;
-                replied += 1;
-                continue;
+            // Hand over a reply already received.
+            match &mut framing {
+                Framing::Json(on_reply) => {
+                    if let Some(m) = self.pending.pop_front() {
+                        let v = m.map_err(|e| {
+                            format!("bad JSON from agent: {}", String::from_utf8_lossy(&e))
+                        })?;
+                        on_reply(replied, v)?;
+                        replied += 1;
+                        continue;
+                    }
+                }
+                Framing::Lines(on_line) => {
+                    if let Some(nl) = find_byte(&acc[scanned..filled], b'\n') {
+                        let end = scanned + nl;
+                        on_line(replied, &acc[..end])?;
+                        replied += 1;
+                        acc.copy_within(end + 1..filled, 0);
+                        filled -= end + 1;
+                        scanned = 0;
+                        continue;
+                    }
+                    scanned = filled;
+                }
             }
             let unsent = off
                 < if big.is_empty() {
@@ -164,12 +232,25 @@ impl Conn {
                     big.len()
                 };
             self.wait(unsent)?;
-            match (&self.stream).read(&mut self.buf) {
+            let got = match &framing {
+                Framing::Json(_) => (&self.stream).read(&mut self.buf),
+                Framing::Lines(_) => {
+                    if acc.len() < filled + READ_SIZE {
+                        acc.resize(filled + READ_SIZE, 0);
+                    }
+                    let r = (&self.stream).read(&mut acc[filled..]);
+                    filled += *r.as_ref().unwrap_or(&0);
+                    r
+                }
+            };
+            match got {
                 Ok(0) => return Err("agent closed the connection".into()),
                 Ok(k) => {
-                    let pending = &mut self.pending;
-                    self.streamer
-                        .feed(&self.buf[..k], &mut |m| pending.push_back(m));
+                    if let Framing::Json(_) = framing {
+                        let pending = &mut self.pending;
+                        self.streamer
+                            .feed(&self.buf[..k], &mut |m| pending.push_back(m));
+                    }
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
                 Err(e) => return Err(format!("recv: {e}")),
@@ -197,6 +278,27 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// The first `b` in `s`, eight bytes a time (a 64 MiB reply is scanned once).
+pub fn find_byte(s: &[u8], b: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(b);
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ pattern;
+        if v.wrapping_sub(LO) & !v & HI != 0 {
+            return c.iter().position(|&x| x == b).map(|i| at + i);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&x| x == b)
+        .map(|i| at + i)
 }
 
 /// The `return` member of a reply, or its error's `desc` as the error.
