@@ -29,16 +29,16 @@ pub struct Conn {
 
 /// Takes the i-th reply, parsed.
 type OnReply<'f> = &'f mut dyn FnMut(usize, Value) -> Result<(), String>;
-/// Takes the i-th reply's line.
-type OnLine<'f> = &'f mut dyn FnMut(usize, &[u8]) -> Result<(), String>;
+/// Takes received bytes as they come; returns how many replies they completed.
+type OnBytes<'f> = &'f mut dyn FnMut(&[u8]) -> Result<usize, String>;
 
 /// How replies are split off the stream during a pipeline, and who gets them.
 enum Framing<'f> {
     /// Parsed by the JSON streamer.
     Json(OnReply<'f>),
-    /// As raw lines (agents end every reply with a newline and JSON text has none
-    /// inside), straight from the receive buffer: no copy of a large string.
-    Lines(OnLine<'f>),
+    /// As raw bytes, the moment they arrive: the caller decodes a large reply while
+    /// the rest of it is still on its way.
+    Stream(OnBytes<'f>),
 }
 
 impl Conn {
@@ -110,20 +110,21 @@ impl Conn {
         self.run_pipeline(n, window, &request, Framing::Json(&mut on_reply))
     }
 
-    /// [`Conn::pipeline`], handing each reply over as its raw line (without the
-    /// newline), for callers that read a large reply in place.
-    pub fn pipeline_lines<'a, R, F>(
+    /// [`Conn::pipeline`], handing the received bytes to `on_bytes` as they arrive
+    /// (it returns how many replies they completed), for callers that decode large
+    /// replies on the fly.
+    pub fn pipeline_stream<'a, R, F>(
         &mut self,
         n: usize,
         window: usize,
         request: R,
-        mut on_line: F,
+        mut on_bytes: F,
     ) -> Result<(), String>
     where
         R: Fn(usize) -> &'a [u8],
-        F: FnMut(usize, &[u8]) -> Result<(), String>,
+        F: FnMut(&[u8]) -> Result<usize, String>,
     {
-        self.run_pipeline(n, window, &request, Framing::Lines(&mut on_line))
+        self.run_pipeline(n, window, &request, Framing::Stream(&mut on_bytes))
     }
 
     fn run_pipeline<'a>(
@@ -149,11 +150,6 @@ impl Conn {
         mut framing: Framing<'_>,
     ) -> Result<(), String> {
         let (mut started, mut replied) = (0, 0);
-        // Lines mode: a buffer whose first `filled` bytes are received and not yet
-        // handed over, searched for a newline up to `scanned` (its length only grows,
-        // so it is zeroed once, not before every read).
-        let mut acc: Vec<u8> = Vec::new();
-        let (mut filled, mut scanned) = (0, 0);
         // What is being written: a batch of small requests, or one large request
         // written from where it lies; and how much of it went out.
         let mut batch = Vec::with_capacity(BATCH * 2);
@@ -200,29 +196,15 @@ impl Conn {
                     Err(e) => return Err(format!("send: {e}")),
                 }
             }
-            // Hand over a reply already received.
-            match &mut framing {
-                Framing::Json(on_reply) => {
-                    if let Some(m) = self.pending.pop_front() {
-                        let v = m.map_err(|e| {
-                            format!("bad JSON from agent: {}", String::from_utf8_lossy(&e))
-                        })?;
-                        on_reply(replied, v)?;
-                        replied += 1;
-                        continue;
-                    }
-                }
-                Framing::Lines(on_line) => {
-                    if let Some(nl) = find_byte(&acc[scanned..filled], b'\n') {
-                        let end = scanned + nl;
-                        on_line(replied, &acc[..end])?;
-                        replied += 1;
-                        acc.copy_within(end + 1..filled, 0);
-                        filled -= end + 1;
-                        scanned = 0;
-                        continue;
-                    }
-                    scanned = filled;
+            // Hand over a reply already parsed.
+            if let Framing::Json(on_reply) = &mut framing {
+                if let Some(m) = self.pending.pop_front() {
+                    let v = m.map_err(|e| {
+                        format!("bad JSON from agent: {}", String::from_utf8_lossy(&e))
+                    })?;
+                    on_reply(replied, v)?;
+                    replied += 1;
+                    continue;
                 }
             }
             let unsent = off
@@ -232,26 +214,16 @@ impl Conn {
                     big.len()
                 };
             self.wait(unsent)?;
-            let got = match &framing {
-                Framing::Json(_) => (&self.stream).read(&mut self.buf),
-                Framing::Lines(_) => {
-                    if acc.len() < filled + READ_SIZE {
-                        acc.resize(filled + READ_SIZE, 0);
-                    }
-                    let r = (&self.stream).read(&mut acc[filled..]);
-                    filled += *r.as_ref().unwrap_or(&0);
-                    r
-                }
-            };
-            match got {
+            match (&self.stream).read(&mut self.buf) {
                 Ok(0) => return Err("agent closed the connection".into()),
-                Ok(k) => {
-                    if let Framing::Json(_) = framing {
+                Ok(k) => match &mut framing {
+                    Framing::Json(_) => {
                         let pending = &mut self.pending;
                         self.streamer
                             .feed(&self.buf[..k], &mut |m| pending.push_back(m));
                     }
-                }
+                    Framing::Stream(on_bytes) => replied += on_bytes(&self.buf[..k])?,
+                },
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
                 Err(e) => return Err(format!("recv: {e}")),
             }

@@ -17,6 +17,7 @@ mod agent;
 mod b64;
 mod client;
 mod probe;
+mod readstream;
 mod report;
 mod run;
 mod targets;

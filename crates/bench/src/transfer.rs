@@ -93,24 +93,15 @@ pub fn read(agent: &Agent, data: &[u8], chunk: usize) -> Result<Figures, String>
         r#"{{"execute":"guest-file-read","arguments":{{"handle":{handle},"count":{chunk}}}}}"#
     );
     let n = data.len().div_ceil(chunk);
-    let mut decoded = Vec::new();
-    let mut off = 0;
+    let mut replies = crate::readstream::ReadReplies::new(data);
     let t = Instant::now();
-    conn.pipeline_lines(
+    conn.pipeline_stream(
         n,
         window(chunk),
         |_| req.as_bytes(),
-        |_, line| {
-            let count = read_reply(line, &mut decoded)?;
-            if decoded.len() != count || data.get(off..off + count) != Some(&decoded[..]) {
-                return Err(format!(
-                    "guest-file-read returned wrong data at offset {off}"
-                ));
-            }
-            off += count;
-            Ok(())
-        },
+        |bytes| replies.feed(bytes),
     )?;
+    let off = replies.off;
     let secs = t.elapsed().as_secs_f64();
     close(&mut conn, handle)?;
     if off != data.len() {
@@ -120,57 +111,6 @@ pub fn read(agent: &Agent, data: &[u8], chunk: usize) -> Result<Figures, String>
         format!("read_{chunk}"),
         mib_per_sec(data.len(), secs),
     )])
-}
-
-/// A guest-file-read reply line: its data decoded into `out`, and its `count`. Both
-/// agents send `{"return": {"count": N, "buf-b64": "...", "eof": B}}`; that layout is
-/// read in place (the base64 decoded straight from the receive buffer), anything else
-/// goes through the JSON parser.
-fn read_reply(line: &[u8], out: &mut Vec<u8>) -> Result<usize, String> {
-    const HEAD: &[u8] = br#"{"return": {"count": "#;
-    const MID: &[u8] = br#", "buf-b64": ""#;
-    let fast = (|| {
-        let rest = line.strip_prefix(HEAD)?;
-        let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-        let count: usize = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
-        let rest = rest[digits..].strip_prefix(MID)?;
-        let end = client::find_byte(rest, b'"')?;
-        let tail = &rest[end..];
-        if tail != br#"", "eof": true}}"# && tail != br#"", "eof": false}}"# {
-            return None;
-        }
-        Some((count, &rest[..end]))
-    })();
-    let (count, text) = match fast {
-        Some(v) => v,
-        None => return read_reply_parsed(line, out),
-    };
-    b64::decode_into(text, out)?;
-    Ok(count)
-}
-
-/// [`read_reply`] for any other layout.
-fn read_reply_parsed(line: &[u8], out: &mut Vec<u8>) -> Result<usize, String> {
-    let mut s = qga_proto::json::Streamer::with_token_limit(1 << 40);
-    let mut msg = None;
-    s.feed(line, &mut |m| {
-        msg.get_or_insert(m);
-    });
-    s.feed(b"\n", &mut |m| {
-        msg.get_or_insert(m);
-    });
-    let reply = msg
-        .ok_or("incomplete guest-file-read reply")?
-        .map_err(|e| format!("bad JSON from agent: {}", String::from_utf8_lossy(&e)))?;
-    let ret = client::returned(reply)?;
-    let d = client::dict(&ret)?;
-    let count = client::int(d, "count")? as usize;
-    let text = d
-        .get("buf-b64")
-        .and_then(Value::as_bytes)
-        .ok_or("no buf-b64 in guest-file-read reply")?;
-    b64::decode_into(text, out)?;
-    Ok(count)
 }
 
 /// Writes `data.len()` bytes to `write.bin` in the agent's directory, each request
@@ -271,30 +211,6 @@ mod tests {
             [4 << 10, 1 << 20, 4 << 20, 48 << 20].map(window),
             [8, 8, 4, 2]
         );
-    }
-
-    #[test]
-    fn read_replies_in_place_and_otherwise() {
-        let mut out = Vec::new();
-        let line = br#"{"return": {"count": 3, "buf-b64": "YWJj", "eof": false}}"#;
-        assert_eq!(read_reply(line, &mut out).unwrap(), 3);
-        assert_eq!(out, b"abc");
-        // Another member order or spacing goes through the parser.
-        let line = br#"{"return":{"eof":true,"buf-b64":"ZGVm","count":3}}"#;
-        assert_eq!(read_reply(line, &mut out).unwrap(), 3);
-        assert_eq!(out, b"def");
-        let err =
-            br#"{"error": {"class": "GenericError", "desc": "handle '1' has not been found"}}"#;
-        assert!(read_reply(err, &mut out)
-            .unwrap_err()
-            .contains("has not been found"));
-        assert!(read_reply(
-            br#"{"return": {"count": 3, "buf-b64": "Y*Jj", "eof": true}}"#,
-            &mut out
-        )
-        .is_err());
-        assert_eq!(client::find_byte(b"0123456789abcdef\n", b'\n'), Some(16));
-        assert_eq!(client::find_byte(b"abc", b'\n'), None);
     }
 
     #[test]
