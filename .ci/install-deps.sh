@@ -267,6 +267,19 @@ rootfs=$("$ROOTFS_SCRIPT") || die "scripts/package/build-rootfs.sh failed (log: 
 log "package test rootfs: $rootfs ($(grep -m 1 '^debootstrap-seconds=' "$rootfs/.qga-rootfs" | cut -d= -f2) s to make)"
 
 # ---------------------------------------------------------------------------
+# 3a. Rust's musl target: scripts/build-static.sh builds the static agent (what
+#     the test VM boots) against musl, 1.1 MB with no shared library at all. Without
+#     it (no rustup, no network) that script falls back to glibc + crt-static.
+# ---------------------------------------------------------------------------
+if command -v rustup >/dev/null; then
+    if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+        log "adding Rust target x86_64-unknown-linux-musl"
+        rustup target add x86_64-unknown-linux-musl >"$LOG_DIR/rustup-musl.log" 2>&1 \
+            || log "warning: could not add the musl target (see $LOG_DIR/rustup-musl.log); static builds use glibc"
+    fi
+fi
+
+# ---------------------------------------------------------------------------
 # 3. Rust: static binaries = gnu target + `-C target-feature=+crt-static`
 #    (pass --target x86_64-unknown-linux-gnu explicitly so build scripts and
 #    proc-macros stay dynamic). Verified once per rustc version with a

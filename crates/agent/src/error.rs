@@ -49,6 +49,9 @@ impl From<ArgError> for Error {
 
 /// The C library's text for an errno value (`strerror`), e.g. "No such file or directory".
 pub fn strerror(code: i32) -> String {
+    if cfg!(not(target_env = "gnu")) {
+        return crate::sys::errtext::glibc_strerror(code);
+    }
     let s = std::io::Error::from_raw_os_error(code).to_string();
     // Rust appends " (os error N)" to the C library's text.
     match s.rfind(" (os error ") {

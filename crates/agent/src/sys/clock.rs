@@ -18,8 +18,8 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn set_time(&self, sec: i64, usec: i64) -> io::Result<()> {
         let tv = libc::timeval {
-            tv_sec: sec as libc::time_t,
-            tv_usec: usec as libc::suseconds_t,
+            tv_sec: sec as crate::sys::TimeT,
+            tv_usec: usec as crate::sys::SusecondsT,
         };
         // SAFETY: `tv` is a valid timeval for the duration of the call; a null
         // timezone pointer is allowed.
@@ -33,7 +33,7 @@ impl Clock for SystemClock {
 /// Whether `sec` fits `time_t` (qemu-ga's "year-2038" check; always true where
 /// `time_t` has 64 bits).
 pub fn fits_time_t(sec: i64) -> bool {
-    std::mem::size_of::<libc::time_t>() >= 8 || i32::try_from(sec).is_ok()
+    std::mem::size_of::<crate::sys::TimeT>() >= 8 || i32::try_from(sec).is_ok()
 }
 
 /// The calendar year of `sec` in local time, as GLib's `g_date_set_time_t` computes it
@@ -46,7 +46,7 @@ pub fn fits_time_t(sec: i64) -> bool {
 /// file, and without `/etc/localtime` that is ENOENT ("Invalid time: No such file or
 /// directory", as qemu-ga 10.0.2 answers in the test VM), later calls leave 0.
 pub fn local_year(sec: i64) -> (u32, i32) {
-    let t = sec as libc::time_t;
+    let t = sec as crate::sys::TimeT;
     // SAFETY: an all-zero `tm` is a valid value (plain integers and a null pointer).
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: __errno_location returns this thread's errno slot, valid for writes.

@@ -239,7 +239,7 @@ pub fn local_clock() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = libc::time_t::try_from(now.as_secs()).unwrap_or(libc::time_t::MAX);
+    let secs = crate::sys::TimeT::try_from(now.as_secs()).unwrap_or(crate::sys::TimeT::MAX);
     // SAFETY: tm is plain data; localtime_r fills it from `secs` and reads the zone data.
     let tm = unsafe {
         let mut tm: libc::tm = std::mem::zeroed();

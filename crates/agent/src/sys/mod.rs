@@ -10,6 +10,7 @@ pub mod cscan;
 pub mod daemon;
 pub mod disks;
 pub mod diskstats;
+pub mod errtext;
 pub mod fsfreeze;
 pub mod gfile;
 pub mod harden;
@@ -33,3 +34,12 @@ pub mod tz;
 pub mod udev;
 pub mod utmp;
 pub mod vfork;
+
+/// C's `time_t` (the `libc` crate marks it deprecated on musl, where it is about to
+/// change from 32 to 64 bits on 32-bit targets; on x86_64 it has 64 bits either way).
+#[allow(deprecated)]
+pub type TimeT = libc::time_t;
+
+/// C's `suseconds_t` (see [`TimeT`]).
+#[allow(deprecated)]
+pub type SusecondsT = libc::suseconds_t;

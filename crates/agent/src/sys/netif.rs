@@ -116,7 +116,7 @@ pub fn hw_addr(sock: &OwnedFd, name: &[u8]) -> io::Result<[u8; 6]> {
         *dst = src as libc::c_char;
     }
     // SAFETY: SIOCGIFHWADDR reads ifr_name and writes the ifreq we own.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) } == -1 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR as _, &mut ifr) } == -1 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: on success the kernel filled ifru_hwaddr.

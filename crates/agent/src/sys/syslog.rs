@@ -173,7 +173,7 @@ fn seconds(when: SystemTime) -> u64 {
 
 /// The RFC 3164 time stamp glibc writes (`%h %e %T`, local time): `Nov  6 07:15:32`.
 pub fn timestamp(when: SystemTime) -> String {
-    let t = libc::time_t::try_from(seconds(when)).unwrap_or(0);
+    let t = crate::sys::TimeT::try_from(seconds(when)).unwrap_or(0);
     // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for
     // the duration of the call, and localtime_r is thread-safe.
     let tm = unsafe {

@@ -364,25 +364,33 @@ pub fn static_agent() -> PathBuf {
 
 /// An example program of this crate, built static like the agent (for use in the VM).
 pub fn static_example(name: &str) -> PathBuf {
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "qga-agent",
-            "--example",
-            name,
-        ])
-        .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
-        .arg(workspace_root().join("target/static"))
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .status()
-        .expect("cargo build --example");
+    // The same C library as the agent: the example sits next to it.
+    let agent = static_agent();
+    let release = agent.parent().expect("static agent path");
+    let triple = release
+        .parent()
+        .and_then(|t| t.file_name())
+        .and_then(|t| t.to_str())
+        .expect("target triple in the static agent path")
+        .to_string();
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "qga-agent",
+        "--example",
+        name,
+    ])
+    .args(["--target", &triple, "--target-dir"])
+    .arg(workspace_root().join("target/static"));
+    if triple.ends_with("-gnu") {
+        cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
+    }
+    let status = cmd.status().expect("cargo build --example");
     assert!(status.success(), "static build of example {name} failed");
-    workspace_root()
-        .join("target/static/x86_64-unknown-linux-gnu/release/examples")
-        .join(name)
+    release.join("examples").join(name)
 }
 
 /// VMs are heavy under TCG on two cores: tests take turns.
