@@ -210,6 +210,9 @@ fn read_file(f: &mut OpenFile, count: usize) -> Result<GuestFileRead> {
     // adaptive mmap threshold put it on the heap; pages not read into are never
     // touched, so a short file costs no memory for a large count.
     let mut data = Vec::with_capacity(count);
+    if count >= 4 << 20 {
+        crate::sys::advise_huge_pages(&mut data);
+    }
     let mut n = 0;
     while n < count {
         let want = READ_PIECE.min(count - n);

@@ -43,3 +43,24 @@ pub type TimeT = libc::time_t;
 /// C's `suseconds_t` (see [`TimeT`]).
 #[allow(deprecated)]
 pub type SusecondsT = libc::suseconds_t;
+
+/// Asks for transparent huge pages under a large buffer's spare capacity (a 48 MiB
+/// guest-file-read): some 24 page faults instead of 12,288 as it fills. Only a hint:
+/// where THP is off, or for the unaligned ends, normal pages are used.
+pub fn advise_huge_pages(buf: &mut Vec<u8>) {
+    const HUGE: usize = 2 << 20;
+    let start = buf.as_mut_ptr() as usize;
+    let end = start + buf.capacity();
+    let (first, last) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
+    if last > first {
+        // SAFETY: [first, last) lies inside the buffer's allocation, which we own;
+        // MADV_HUGEPAGE changes no contents and no mapping, only how it is backed.
+        unsafe {
+            libc::madvise(
+                first as *mut libc::c_void,
+                last - first,
+                libc::MADV_HUGEPAGE,
+            );
+        }
+    }
+}
