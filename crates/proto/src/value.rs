@@ -182,7 +182,8 @@ impl Value {
         sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
         let mut out = Pieces {
-            buf: Vec::new(),
+            // One allocation for a typical reply instead of a doubling series.
+            buf: Vec::with_capacity(piece.clamp(1, 4 << 10)),
             piece: piece.max(1),
             sink,
             result: Ok(()),
@@ -210,7 +211,7 @@ impl Value {
             Value::Base64(data) => {
                 // Base64 needs no JSON escapes.
                 out.put(b"\"");
-                let mut text = crate::base64::Encoder::with_capacity(BASE64_PIECE);
+                let mut text = crate::base64::Encoder::with_capacity(data.len().min(BASE64_PIECE));
                 for piece in data.chunks(BASE64_PIECE) {
                     text.clear();
                     text.push(piece);
