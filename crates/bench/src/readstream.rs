@@ -206,6 +206,11 @@ impl<'d> ReadReplies<'d> {
                 String::from_utf8_lossy(&self.line)
             ));
         }
+        self.complete(count)
+    }
+
+    /// The current reply is over: it must have carried `count` bytes.
+    fn complete(&mut self, count: usize) -> Result<(), String> {
         if self.got != count {
             return Err(format!(
                 "guest-file-read said {count} bytes, sent {}",
@@ -238,17 +243,7 @@ impl<'d> ReadReplies<'d> {
             .ok_or("no buf-b64 in guest-file-read reply")?;
         self.got = 0;
         self.check(text)?;
-        if self.got != count {
-            return Err(format!(
-                "guest-file-read said {count} bytes, sent {}",
-                self.got
-            ));
-        }
-        self.off += count;
-        self.state = State::Head;
-        self.line.clear();
-        self.completed += 1;
-        Ok(())
+        self.complete(count)
     }
 }
 
