@@ -422,10 +422,13 @@ impl Queue {
 
     /// Queues a message; blocks while the queue is full (backpressure on the host).
     fn push(&self, msg: Message, conn: Arc<Conn>, who: Arc<str>) {
+        // Never 0: `bytes` > 0 is what tells the reader that a request is still
+        // running (its reply being written), so it must not answer one itself.
         let size = match &msg {
             Ok(v) => approx_size(v),
             Err(e) => e.len(),
-        };
+        }
+        .max(1);
         let mut g = self.lock();
         while !g.items.is_empty()
             && (g.items.len() >= QUEUE_MAX_COUNT || g.bytes + size > QUEUE_MAX_BYTES)
