@@ -38,19 +38,10 @@ ROOT_DIR=$(cd "$HERE/../.." && pwd)
 VM=$ROOT_DIR/scripts/vm
 CACHE=${QGA_TEST_CACHE:-/var/cache/qga-test}
 
-log() { printf '[test-vm] %s\n' "$*" >&2; }
-die() { printf '[test-vm] ERROR: %s\n' "$*" >&2; exit 1; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-KEEP=0
-[[ ${1:-} == --keep ]] && { KEEP=1; shift; }
-[[ $# -eq 1 ]] || die "usage: $0 [--keep] DEB_DIR"
-DEB_DIR=$(cd "$1" && pwd)
-newest_file() { local f last=''; for f in "$@"; do [[ -f $f ]] && last=$f; done; echo "$last"; }
-AGENT_DEB=$(newest_file "$DEB_DIR"/qga-agent_*.deb)
-CLI_DEB=$(newest_file "$DEB_DIR"/qga_*.deb)
-[[ -n $AGENT_DEB ]] || die "no qga-agent_*.deb in $DEB_DIR"
+TAG=test-vm
+# shellcheck source=common.sh
+. "$HERE/common.sh"
+parse_deb_args "$@"
 [[ -n $CLI_DEB ]] || die "no qga_*.deb in $DEB_DIR (the host side of this test is the packaged qga)"
 [[ $(id -u) -eq 0 ]] || die "must run as root (chroot)"
 command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 missing (e2fsprogs)"

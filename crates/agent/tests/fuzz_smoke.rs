@@ -8,6 +8,8 @@
 //! `QGA_FUZZ_SMOKE_ITERS` scales the iteration counts (default 1 = 10000 / 3000).
 
 mod common;
+
+use common::Rng;
 mod reliability;
 
 #[path = "../../../fuzz/targets.rs"]
@@ -55,20 +57,6 @@ const DICT: &[&[u8]] = &[
     b"\xc0\x80",
     b"\xf4\x90\x80\x80",
 ];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
     let dir = common::workspace_root().join("fuzz/seeds").join(target);

@@ -11,6 +11,8 @@
 mod common;
 mod reliability;
 
+use common::Rng;
+
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,24 +37,6 @@ const SAFE: &[&str] = &[
 /// 64 MiB of token text or 2 Mi tokens, which the garbage here stays well below.
 const PEAK_RSS_MAX_KIB: u64 = 128 << 10;
 
-/// xorshift64*: deterministic, so a failure can be replayed (`QGA_GARBAGE_SEED`).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
-
 /// One chunk of garbage.
 fn chunk(r: &mut Rng, out: &mut Vec<u8>) {
     match r.below(12) {
@@ -69,7 +53,7 @@ fn chunk(r: &mut Rng, out: &mut Vec<u8>) {
         }
         // Nesting past the 1024 limit, sometimes closed.
         5 => {
-            let depth = 1000 + r.below(3000) as usize;
+            let depth = 1000 + r.below(3000);
             let open = if r.below(2) == 0 { "[" } else { "{\"a\":" };
             out.extend(open.repeat(depth).bytes());
             if r.below(2) == 0 {
@@ -79,7 +63,7 @@ fn chunk(r: &mut Rng, out: &mut Vec<u8>) {
         }
         // A big string (up to 1 MiB), with escapes, sometimes unterminated.
         6 => {
-            let n = (r.below(1 << 20) + 1) as usize;
+            let n = r.below(1 << 20) + 1;
             out.extend_from_slice(br#"{"execute":"guest-sync","arguments":{"id":""#);
             let alphabet = b"abc\\\"u0123456789\xc3\xa9\xed\xa0\x80\x01 ";
             out.extend((0..n).map(|_| *r.pick(alphabet)));
@@ -89,7 +73,7 @@ fn chunk(r: &mut Rng, out: &mut Vec<u8>) {
         }
         // A long run of small tokens in one array.
         7 => {
-            let n = 10_000 + r.below(200_000) as usize;
+            let n = 10_000 + r.below(200_000);
             out.push(b'[');
             out.extend("1,".repeat(n).bytes());
             out.extend_from_slice(b"2]");

@@ -350,24 +350,6 @@ fn without_syslog_audit_lines_go_to_the_log_file_whatever_the_verbosity() {
     assert!(!file.contains("guest-ping called"), "{file}");
 }
 
-/// Replies with every number made 0, so two agents' answers compare despite counters.
-fn normalize(reply: &str) -> String {
-    let mut out = String::new();
-    let mut in_num = false;
-    for ch in reply.chars() {
-        if ch.is_ascii_digit() {
-            if !in_num {
-                out.push('0');
-            }
-            in_num = true;
-        } else {
-            in_num = false;
-            out.push(ch);
-        }
-    }
-    out
-}
-
 /// Sends every protocol and information command the profile enables.
 fn read_only_replies(c: &mut Client, profile: Profile) -> Vec<(String, String)> {
     COMMANDS
@@ -381,7 +363,7 @@ fn read_only_replies(c: &mut Client, profile: Profile) -> Vec<(String, String)> 
                 }
                 n => format!(r#"{{"execute":"{n}"}}"#),
             };
-            (r.name.to_string(), normalize(&c.cmd(&req)))
+            (r.name.to_string(), common::zero_numbers(&c.cmd(&req)))
         })
         .collect()
 }

@@ -30,24 +30,6 @@ const CHANGES: &[&str] = &[
     r#"{"execute":"guest-ssh-get-authorized-keys","arguments":{"username":"alice"}}"#,
 ];
 
-/// Every number made 0 (trimmed bytes and the like).
-fn normalize(reply: &str) -> String {
-    let mut out = String::new();
-    let mut in_num = false;
-    for ch in reply.chars() {
-        if ch.is_ascii_digit() {
-            if !in_num {
-                out.push('0');
-            }
-            in_num = true;
-        } else {
-            in_num = false;
-            out.push(ch);
-        }
-    }
-    out
-}
-
 fn run(vm: &Vm, requests: &[String]) -> Vec<String> {
     let mut c = vm.connect();
     // eth0's IPv6 link-local address appears only once duplicate address detection
@@ -60,7 +42,10 @@ fn run(vm: &Vm, requests: &[String]) -> Vec<String> {
     {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    requests.iter().map(|r| normalize(&c.cmd(r))).collect()
+    requests
+        .iter()
+        .map(|r| common::zero_numbers(&c.cmd(r)))
+        .collect()
 }
 
 fn command_of(request: &str) -> &'static qga_agent::dispatch::CommandDef {
@@ -92,7 +77,7 @@ fn vm_hardened_profiles_change_the_machine_as_unhardened() {
             } else {
                 assert_eq!(
                     got,
-                    &normalize(&format!(
+                    &common::zero_numbers(&format!(
                         r#"{{"error": {{"class": "CommandNotFound", "desc": "Command {} has been disabled: the command is not allowed"}}}}"#,
                         cmd.name
                     )),

@@ -411,3 +411,45 @@ pub fn ret<T: qga_proto::FromQapi>(reply: &str) -> T {
     )
     .unwrap()
 }
+
+/// A reply with every number made 0, so two agents' answers compare despite counters,
+/// ids and sizes.
+pub fn zero_numbers(reply: &str) -> String {
+    let mut out = String::new();
+    let mut in_num = false;
+    for ch in reply.chars() {
+        if ch.is_ascii_digit() {
+            if !in_num {
+                out.push('0');
+            }
+            in_num = true;
+        } else {
+            in_num = false;
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// xorshift64*: deterministic, so a failing random test can be replayed from its seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// One of `items` (not empty).
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
