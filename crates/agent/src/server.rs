@@ -229,7 +229,7 @@ fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
                     break;
                 }
                 Ok(n) => streamer.feed(&buf[..n], &mut |msg| {
-                    if cheap(agent, &msg) && queue.is_idle() {
+                    if cheap(&msg) && queue.is_idle() {
                         answer(agent, msg, &conn, &who);
                     } else {
                         queue.push(msg, conn.clone(), who.clone());
@@ -330,51 +330,24 @@ fn answer(agent: &Agent, msg: Message, conn: &Conn, who: &str) {
 }
 
 /// Whether the reader may answer `msg` itself when nothing is queued or running: JSON
-/// errors; the protocol and information commands that only read memory, `/proc` or
-/// `/sys`, and guest-get-fsinfo, whose statvfs calls run on a helper thread with a 2 s
-/// bound in all (not guest-get-disks, whose SMART queries may wait longer); and a
-/// guest-file-read of at most [`INLINE_READ_MAX`] bytes from a regular file. This
-/// saves the hand-off to the executor (two context switches) on the requests hosts poll
-/// all day and on small-chunk transfers, and cannot reorder replies: nothing else is in
-/// flight. (A large read stays on the executor: the reader must keep taking requests
-/// while a 64 MiB reply is written.)
-fn cheap(agent: &Agent, msg: &Message) -> bool {
+/// errors and the protocol and information commands that only read memory, `/proc`
+/// or `/sys`, and guest-get-fsinfo, whose statvfs calls run on a helper thread with a
+/// 2 s bound in all (not guest-get-disks, whose SMART queries may wait longer). This
+/// saves the hand-off to the executor (two context switches) on the requests hosts
+/// poll all day, and cannot reorder replies: nothing else is in flight.
+fn cheap(msg: &Message) -> bool {
     let Ok(Value::Dict(d)) = msg else {
         return true;
     };
     let Some(Value::Str(name)) = d.get("execute") else {
         return true;
     };
-    if name == b"guest-file-read" {
-        return small_regular_read(agent, d);
-    }
     dispatch::find(name).is_none_or(|c| {
         matches!(
             c.category,
             crate::policy::Category::Protocol | crate::policy::Category::Info
         ) && c.name != "guest-get-disks"
     })
-}
-
-/// Largest guest-file-read the reader thread answers itself.
-const INLINE_READ_MAX: i64 = 64 << 10;
-
-/// A guest-file-read of a regular file for at most [`INLINE_READ_MAX`] bytes (the
-/// default count is 4096); anything else, including bad arguments, goes through the
-/// executor as usual.
-fn small_regular_read(agent: &Agent, d: &qga_proto::Dict) -> bool {
-    let Some(Value::Dict(args)) = d.get("arguments") else {
-        return false;
-    };
-    let count_ok = match args.get("count") {
-        None => true,
-        Some(Value::Int(c)) => (0..=INLINE_READ_MAX).contains(c),
-        Some(_) => false,
-    };
-    match args.get("handle") {
-        Some(Value::Int(h)) if count_ok => agent.files.is_regular(*h),
-        _ => false,
-    }
 }
 
 /// A queued request: the message, the connection its reply goes to, who is on it, its
@@ -538,49 +511,4 @@ fn start_signal_thread(agent: Arc<Agent>) -> Result<(), String> {
         })
         .map(|_| ())
         .map_err(|e| format!("failed to start signal thread: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::agent::tests::test_agent;
-    use qga_proto::cmds::file::GuestFileOpenArgs;
-
-    fn read_msg(handle: i64, count: Option<i64>) -> Message {
-        let count = count.map_or(String::new(), |c| format!(r#","count":{c}"#));
-        qga_proto::json::parse_one(
-            format!(r#"{{"execute":"guest-file-read","arguments":{{"handle":{handle}{count}}}}}"#)
-                .as_bytes(),
-        )
-        .expect("one message")
-    }
-
-    #[test]
-    fn only_small_reads_of_regular_files_are_answered_by_the_reader() {
-        let agent = test_agent();
-        let open = |path: &str| {
-            crate::commands::file::open(
-                &agent,
-                GuestFileOpenArgs {
-                    path: path.into(),
-                    mode: Some("r".into()),
-                },
-            )
-            .unwrap()
-        };
-        let file = std::env::temp_dir().join(format!("qga-cheap-{}", std::process::id()));
-        std::fs::write(&file, b"data").unwrap();
-        let regular = open(file.to_str().unwrap());
-        let device = open("/dev/null");
-        assert!(cheap(&agent, &read_msg(regular, None)));
-        assert!(cheap(&agent, &read_msg(regular, Some(INLINE_READ_MAX))));
-        assert!(!cheap(
-            &agent,
-            &read_msg(regular, Some(INLINE_READ_MAX + 1))
-        ));
-        assert!(!cheap(&agent, &read_msg(regular, Some(-1))));
-        assert!(!cheap(&agent, &read_msg(device, None)));
-        assert!(!cheap(&agent, &read_msg(999_999, None)));
-        let _ = std::fs::remove_file(&file);
-    }
 }

@@ -82,16 +82,6 @@ impl Handles {
         self.len() == 0
     }
 
-    /// Whether `handle` is open on a regular file (the reader thread may then answer a
-    /// small guest-file-read on it itself).
-    pub fn is_regular(&self, handle: i64) -> bool {
-        let Some(slot) = self.table().get(&handle).cloned() else {
-            return false;
-        };
-        let f = slot.lock().unwrap_or_else(|e| e.into_inner());
-        f.as_ref().is_some_and(|f| f.stream.is_regular())
-    }
-
     fn find(&self, handle: i64) -> Result<Slot> {
         self.table()
             .get(&handle)

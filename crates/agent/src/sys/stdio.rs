@@ -76,8 +76,6 @@ pub struct Stream {
     fd: OwnedFd,
     readable: bool,
     writable: bool,
-    /// A regular file (as opposed to a FIFO, a device, a socket).
-    regular: bool,
     /// Size of the write buffer.
     bufsize: usize,
     line_buffered: bool,
@@ -127,12 +125,11 @@ impl Stream {
         let access = base & libc::O_ACCMODE;
         let readable = access != libc::O_WRONLY;
         let writable = access != libc::O_RDONLY;
-        let (bufsize, line_buffered, regular) = buffer_policy(&fd);
+        let (bufsize, line_buffered) = buffer_policy(&fd);
         Ok(Stream {
             fd,
             readable,
             writable,
-            regular,
             bufsize,
             line_buffered,
             pending: Vec::new(),
@@ -141,12 +138,6 @@ impl Stream {
             error: false,
             errno: 0,
         })
-    }
-
-    /// Whether the stream is a regular file: a read of it waits for nothing but the
-    /// filesystem.
-    pub fn is_regular(&self) -> bool {
-        self.regular
     }
 
     /// `feof`
@@ -355,13 +346,13 @@ fn sys_open(path: &CString, flags: libc::c_int) -> io::Result<OwnedFd> {
 }
 
 /// glibc's `_IO_file_doallocate`: `st_blksize` when smaller than BUFSIZ, and line
-/// buffering for terminals; and whether it is a regular file.
-fn buffer_policy(fd: &OwnedFd) -> (usize, bool, bool) {
+/// buffering for terminals.
+fn buffer_policy(fd: &OwnedFd) -> (usize, bool) {
     // SAFETY: stat is plain data; fstat fills it for a descriptor we own.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
-        return (BUFSIZ, false, false);
+        return (BUFSIZ, false);
     }
     let blksize = usize::try_from(st.st_blksize).unwrap_or(0);
     let size = if blksize > 0 && blksize < BUFSIZ {
@@ -372,8 +363,7 @@ fn buffer_policy(fd: &OwnedFd) -> (usize, bool, bool) {
     // SAFETY: isatty only inspects the descriptor.
     let tty =
         st.st_mode & libc::S_IFMT == libc::S_IFCHR && unsafe { libc::isatty(fd.as_raw_fd()) } == 1;
-    let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
-    (size.max(128), tty, regular)
+    (size.max(128), tty)
 }
 
 /// One read(2) of at most `max` bytes into the spare capacity of `buf`.
