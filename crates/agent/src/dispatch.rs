@@ -182,20 +182,34 @@ pub fn respond(
     msg: std::result::Result<Value, Vec<u8>>,
     caller: &str,
 ) -> Option<Response> {
+    respond_or_defer(agent, msg, caller).unwrap_or(None)
+}
+
+/// The command could not run without waiting where that was not allowed
+/// ([`crate::error::Error::deferred`]): nothing was done, no reply, no audit line.
+pub struct Deferred;
+
+/// [`respond`] for a command run under [`crate::commands::file::without_waiting`]:
+/// `Err(Deferred)` when it would have had to wait.
+pub fn respond_or_defer(
+    agent: &Agent,
+    msg: std::result::Result<Value, Vec<u8>>,
+    caller: &str,
+) -> std::result::Result<Option<Response>, Deferred> {
     let request = match msg {
         Ok(v) => v,
-        Err(desc) => return Some(error_response(ErrorClass::GenericError, desc, None)),
+        Err(desc) => return Ok(Some(error_response(ErrorClass::GenericError, desc, None))),
     };
     let Value::Dict(mut dict) = request else {
-        return Some(error_response(
+        return Ok(Some(error_response(
             ErrorClass::GenericError,
             b"QMP input must be a JSON object".to_vec(),
             None,
-        ));
+        )));
     };
     let id = dict.get("id").cloned();
     let id = id.as_ref();
-    let generic = |desc: Vec<u8>| Some(error_response(ErrorClass::GenericError, desc, id));
+    let generic = |desc: Vec<u8>| Ok(Some(error_response(ErrorClass::GenericError, desc, id)));
 
     // qmp_dispatch_check_obj: members in QDict order, the first bad one reported.
     let mut execute = None;
@@ -224,7 +238,7 @@ pub fn respond(
     };
     // A C string: the name ends at the first NUL.
     let name = name.split(|&b| b == 0).next().unwrap_or(name);
-    let not_found = |desc: Vec<u8>| Some(error_response(ErrorClass::CommandNotFound, desc, id));
+    let not_found = |desc: Vec<u8>| Ok(Some(error_response(ErrorClass::CommandNotFound, desc, id)));
     let Some(cmd) = find(name) else {
         let mut desc = b"The command ".to_vec();
         desc.extend_from_slice(name);
@@ -258,6 +272,9 @@ pub fn respond(
     }
     let result = (cmd.run)(agent, &mut args);
     let note = audit::take_note();
+    if result.as_ref().is_err_and(|e| e.is_deferred()) {
+        return Err(Deferred);
+    }
     if let Some(head) = audit_head {
         let (ok, outcome) = match &result {
             Ok(ret) => (true, Outcome::Ok(ret)),
@@ -274,11 +291,11 @@ pub fn respond(
     }
     match result {
         Err(e) => generic(c_string_bytes(e.desc())),
-        Ok(_) if !cmd.success_response => None,
+        Ok(_) if !cmd.success_response => Ok(None),
         Ok(ret) => {
             let mut rsp = Dict::new();
             rsp.insert("return", ret);
-            Some(finish(rsp, id, cmd.name == "guest-sync-delimited"))
+            Ok(Some(finish(rsp, id, cmd.name == "guest-sync-delimited")))
         }
     }
 }

@@ -8,12 +8,33 @@ use qga_proto::ArgError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     desc: String,
+    /// Not an answer: the command could not run without waiting where it was asked
+    /// not to (see [`Error::deferred`]).
+    deferred: bool,
 }
 
 impl Error {
     /// An error with this exact description.
     pub fn new(desc: impl Into<String>) -> Self {
-        Self { desc: desc.into() }
+        Self {
+            desc: desc.into(),
+            deferred: false,
+        }
+    }
+
+    /// The command was asked to run only if it need not wait (the reader thread
+    /// answering a small read itself), and it would have to: nothing was done and
+    /// the request goes to the executor instead. Never sent to the host.
+    pub fn deferred() -> Self {
+        Self {
+            desc: String::new(),
+            deferred: true,
+        }
+    }
+
+    /// Whether this is [`Error::deferred`].
+    pub fn is_deferred(&self) -> bool {
+        self.deferred
     }
 
     /// `<msg>: <strerror(errno)>`, as QEMU's `error_setg_errno` writes it (the suffix is
@@ -24,7 +45,10 @@ impl Error {
             desc.push_str(": ");
             desc.push_str(&strerror(code));
         }
-        Self { desc }
+        Self {
+            desc,
+            deferred: false,
+        }
     }
 
     /// The description sent to the host.
@@ -43,7 +67,7 @@ impl std::error::Error for Error {}
 
 impl From<ArgError> for Error {
     fn from(e: ArgError) -> Self {
-        Self { desc: e.0 }
+        Self::new(e.0)
     }
 }
 

@@ -229,8 +229,16 @@ fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
                     break;
                 }
                 Ok(n) => streamer.feed(&buf[..n], &mut |msg| {
-                    if cheap(&msg) && queue.is_idle() {
+                    if !queue.is_idle() {
+                        queue.push(msg, conn.clone(), who.clone());
+                    } else if cheap(&msg) {
                         answer(agent, msg, &conn, &who);
+                    } else if small_read(&msg) {
+                        // Answered here only if the data is in the page cache.
+                        let copy = msg.clone();
+                        if !answer_cached_read(agent, msg, &conn, &who) {
+                            queue.push(copy, conn.clone(), who.clone());
+                        }
                     } else {
                         queue.push(msg, conn.clone(), who.clone());
                     }
@@ -308,7 +316,27 @@ fn answer(agent: &Agent, msg: Message, conn: &Conn, who: &str) {
             &format!("failed to parse event: {}", String::from_utf8_lossy(e)),
         );
     }
-    if let Some(reply) = dispatch::respond(agent, msg, who) {
+    send(agent, dispatch::respond(agent, msg, who), conn);
+}
+
+/// Answers a guest-file-read on the reader thread if that needs no waiting: the data
+/// all in the page cache (`preadv2(RWF_NOWAIT)`), no buffered output to flush, the
+/// handle not busy. Returns false, with nothing done and nothing sent, otherwise.
+fn answer_cached_read(agent: &Agent, msg: Message, conn: &Conn, who: &str) -> bool {
+    let outcome =
+        crate::commands::file::without_waiting(|| dispatch::respond_or_defer(agent, msg, who));
+    match outcome {
+        Ok(reply) => {
+            send(agent, reply, conn);
+            true
+        }
+        Err(dispatch::Deferred) => false,
+    }
+}
+
+/// Writes `reply`, if there is one, to `conn`.
+fn send(agent: &Agent, reply: Option<dispatch::Response>, conn: &Conn) {
+    if let Some(reply) = reply {
         // The 0xFF goes in a write of its own, as qemu-ga sends it; the reply is
         // serialized straight into the channel in pieces, so a 64 MiB file read
         // is never held twice.
@@ -348,6 +376,30 @@ fn cheap(msg: &Message) -> bool {
             crate::policy::Category::Protocol | crate::policy::Category::Info
         ) && c.name != "guest-get-disks"
     })
+}
+
+/// Largest guest-file-read the reader thread tries to answer itself. Larger ones go to
+/// the executor, so the reader keeps taking requests while their replies are written.
+const INLINE_READ_MAX: i64 = 64 << 10;
+
+/// A well-formed guest-file-read of at most [`INLINE_READ_MAX`] bytes (the default
+/// count is 4096). Anything else, including bad arguments, goes to the executor.
+fn small_read(msg: &Message) -> bool {
+    let Ok(Value::Dict(d)) = msg else {
+        return false;
+    };
+    if !matches!(d.get("execute"), Some(Value::Str(n)) if n == b"guest-file-read") {
+        return false;
+    }
+    let Some(Value::Dict(args)) = d.get("arguments") else {
+        return false;
+    };
+    let count_ok = match args.get("count") {
+        None => true,
+        Some(Value::Int(c)) => (0..=INLINE_READ_MAX).contains(c),
+        Some(_) => false,
+    };
+    count_ok && matches!(args.get("handle"), Some(Value::Int(_)))
 }
 
 /// A queued request: the message, the connection its reply goes to, who is on it, its

@@ -166,6 +166,67 @@ fn binary_round_trip_and_handles_shared_across_connections() {
     close(&mut c, h);
 }
 
+/// Drops the pages of `p` from `offset` on from the page cache.
+fn evict(p: &std::path::Path, offset: i64) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(p).unwrap();
+    f.sync_all().unwrap();
+    // SAFETY: advice on a descriptor we own.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), offset, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0);
+}
+
+/// Small reads are answered by the reader thread when their data is in the page
+/// cache and by the executor otherwise (or after a write on the handle); the replies
+/// must not tell the difference.
+#[test]
+fn small_reads_whether_cached_or_not() {
+    let a = AgentProc::ours(&[]);
+    let data: Vec<u8> = (0..(300u32 << 10))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let path = a.dir.join("small");
+    std::fs::write(&path, &data).unwrap();
+    let mut c = a.connect();
+    for cached in [0, 100 << 10, data.len() as i64] {
+        let _ = std::fs::read(&path).unwrap();
+        evict(&path, cached);
+        let h = open(&mut c, "small", "r");
+        let mut got = Vec::new();
+        for count in [4096, 65536, 1, 4096 * 3 + 7].iter().cycle() {
+            let r = read(&mut c, h, *count);
+            assert_eq!(r.count as usize, (*count).min(data.len() - got.len()));
+            got.extend(base64::decode(r.buf_b64.text().as_bytes()).unwrap());
+            assert_eq!(r.eof, got.len() == data.len() && r.count < *count as i64);
+            if r.eof {
+                break;
+            }
+        }
+        assert_eq!(got, data, "cached from {cached}");
+        close(&mut c, h);
+    }
+    // Buffered output is flushed before a read (the reader leaves that to the
+    // executor), and the read goes on after what was written.
+    let h = open(&mut c, "small", "r+");
+    assert_eq!(write(&mut c, h, b"abc").count, 3);
+    let r = read(&mut c, h, 4);
+    assert_eq!((r.count, r.eof), (4, false));
+    assert_eq!(
+        base64::decode(r.buf_b64.text().as_bytes()).unwrap(),
+        data[3..7]
+    );
+    let s: GuestFileSeek = ret(&c.cmd(&format!(
+        r#"{{"execute":"guest-file-seek","arguments":{{"handle":{h},"offset":0,"whence":"set"}}}}"#
+    )));
+    assert_eq!(s.position, 0);
+    let r = read(&mut c, h, 5);
+    assert_eq!(
+        base64::decode(r.buf_b64.text().as_bytes()).unwrap(),
+        [b"abc", &data[3..5]].concat()
+    );
+    close(&mut c, h);
+}
+
 #[test]
 fn read_count_limit_is_48_mib() {
     const MAX: usize = 48 << 20;

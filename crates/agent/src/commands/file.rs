@@ -101,7 +101,14 @@ fn with_file<T>(
     f: impl FnOnce(&mut OpenFile) -> Result<T>,
 ) -> Result<T> {
     let slot = agent.files.find(handle)?;
-    let mut guard = slot.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = match NOWAIT.get() {
+        true => match slot.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(Error::deferred()),
+        },
+        false => slot.lock().unwrap_or_else(|e| e.into_inner()),
+    };
     let file = guard.as_mut().ok_or_else(|| not_found(handle))?;
     file.stream.new_request();
     f(file)
@@ -195,6 +202,9 @@ pub fn read(agent: &Agent, args: GuestFileReadArgs) -> Result<GuestFileRead> {
 }
 
 fn read_file(f: &mut OpenFile, count: usize) -> Result<GuestFileRead> {
+    if NOWAIT.get() {
+        return read_cached(f, count);
+    }
     // Explicitly flush when switching from writing to reading.
     if f.state == RwState::Writing {
         f.stream
@@ -224,19 +234,57 @@ fn read_file(f: &mut OpenFile, count: usize) -> Result<GuestFileRead> {
     }
     let result = match f.stream.error() {
         Some(e) => Err(Error::errno("failed to read file", &e)),
-        None => {
-            f.state = RwState::Reading;
-            f.moved.reads += 1;
-            f.moved.read_bytes += n as u64;
-            Ok(GuestFileRead {
-                count: n as i64,
-                buf_b64: Base64Data::Raw(data),
-                eof: f.stream.eof(),
-            })
-        }
+        None => Ok(read_done(f, data)),
     };
     f.stream.clearerr();
     result
+}
+
+/// A successful read of `data`: the handle is READING now.
+fn read_done(f: &mut OpenFile, data: Vec<u8>) -> GuestFileRead {
+    f.state = RwState::Reading;
+    f.moved.reads += 1;
+    f.moved.read_bytes += data.len() as u64;
+    let read = GuestFileRead {
+        count: data.len() as i64,
+        buf_b64: Base64Data::Raw(data),
+        eof: f.stream.eof(),
+    };
+    f.stream.clearerr();
+    read
+}
+
+/// [`read_file`] for the channel's reader thread, which must never wait on a device:
+/// the read is done only if it is all in the page cache and needs no flush first;
+/// otherwise [`Error::deferred`] and nothing has changed.
+fn read_cached(f: &mut OpenFile, count: usize) -> Result<GuestFileRead> {
+    if f.state == RwState::Writing {
+        return Err(Error::deferred());
+    }
+    let mut data = Vec::with_capacity(count);
+    match f.stream.read_nowait(&mut data, count) {
+        Some(_) => Ok(read_done(f, data)),
+        None => Err(Error::deferred()),
+    }
+}
+
+thread_local! {
+    /// Set while the reader thread answers a guest-file-read itself.
+    static NOWAIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (a dispatch of guest-file-read) so that the read either comes from the
+/// page cache at once or is not done at all ([`Error::deferred`]).
+pub fn without_waiting<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            NOWAIT.set(false);
+        }
+    }
+    NOWAIT.set(true);
+    let _reset = Reset;
+    f()
 }
 
 /// guest-file-write

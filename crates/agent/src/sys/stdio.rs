@@ -79,6 +79,10 @@ pub struct Stream {
     /// Size of the write buffer.
     bufsize: usize,
     line_buffered: bool,
+    /// A regular file, whose reads [`read_nowait`](Self::read_nowait) may try.
+    regular: bool,
+    /// The file system refused `RWF_NOWAIT`; do not try again.
+    nowait_refused: bool,
     /// Buffered output not yet written.
     pending: Vec<u8>,
     /// glibc's "currently putting" with an allocated buffer: the free space of the
@@ -125,13 +129,15 @@ impl Stream {
         let access = base & libc::O_ACCMODE;
         let readable = access != libc::O_WRONLY;
         let writable = access != libc::O_RDONLY;
-        let (bufsize, line_buffered) = buffer_policy(&fd);
+        let (bufsize, line_buffered, regular) = buffer_policy(&fd);
         Ok(Stream {
             fd,
             readable,
             writable,
             bufsize,
             line_buffered,
+            regular,
+            nowait_refused: false,
             pending: Vec::new(),
             put_mode: false,
             eof: false,
@@ -195,6 +201,64 @@ impl Stream {
             }
         }
         buf.len() - start
+    }
+
+    /// [`read`](Self::read) as far as it can go without waiting for a device: only for
+    /// a regular file in the page cache (`preadv2(RWF_NOWAIT)` at the file position),
+    /// with no buffered output, no error or end-of-file flag from before. `None` when
+    /// that is not so or some of the data is not cached; the stream, its flags and
+    /// its file position are then as they were, and `buf` too, so the caller can do
+    /// the ordinary read instead (elsewhere, where waiting does no harm).
+    pub fn read_nowait(&mut self, buf: &mut Vec<u8>, count: usize) -> Option<usize> {
+        if !self.regular
+            || self.nowait_refused
+            || !self.readable
+            || !self.pending.is_empty()
+            || self.eof
+            || self.error
+        {
+            return None;
+        }
+        let start = buf.len();
+        buf.reserve(count);
+        let mut eof = false;
+        while buf.len() - start < count {
+            match read_into_nowait(&self.fd, buf, count - (buf.len() - start)) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EAGAIN: not all of it is cached. EOPNOTSUPP/EINVAL: the file
+                    // system (NFS, FUSE, ...) or kernel cannot promise not to wait.
+                    if e.raw_os_error() != Some(libc::EAGAIN) {
+                        self.nowait_refused = true;
+                    }
+                    let got = buf.len() - start;
+                    if got > 0 && !self.rewind(got) {
+                        // The position could not be put back: keep what was read
+                        // (a plain read would have returned it too) and stop here.
+                        break;
+                    }
+                    buf.truncate(start);
+                    return None;
+                }
+            }
+        }
+        self.put_mode = false;
+        self.eof = eof;
+        Some(buf.len() - start)
+    }
+
+    /// Moves the file position back by `n` bytes.
+    fn rewind(&self, n: usize) -> bool {
+        let Ok(back) = libc::off_t::try_from(n) else {
+            return false;
+        };
+        // SAFETY: lseek on a descriptor we own.
+        unsafe { libc::lseek(self.fd.as_raw_fd(), -back, libc::SEEK_CUR) >= 0 }
     }
 
     /// `fwrite(data)`: returns how many bytes were accepted (buffered or written).
@@ -347,13 +411,14 @@ fn sys_open(path: &CString, flags: libc::c_int) -> io::Result<OwnedFd> {
 
 /// glibc's `_IO_file_doallocate`: `st_blksize` when smaller than BUFSIZ, and line
 /// buffering for terminals.
-fn buffer_policy(fd: &OwnedFd) -> (usize, bool) {
+fn buffer_policy(fd: &OwnedFd) -> (usize, bool, bool) {
     // SAFETY: stat is plain data; fstat fills it for a descriptor we own.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
-        return (BUFSIZ, false);
+        return (BUFSIZ, false, false);
     }
+    let regular = st.st_mode & libc::S_IFMT == libc::S_IFREG;
     let blksize = usize::try_from(st.st_blksize).unwrap_or(0);
     let size = if blksize > 0 && blksize < BUFSIZ {
         blksize
@@ -363,7 +428,7 @@ fn buffer_policy(fd: &OwnedFd) -> (usize, bool) {
     // SAFETY: isatty only inspects the descriptor.
     let tty =
         st.st_mode & libc::S_IFMT == libc::S_IFCHR && unsafe { libc::isatty(fd.as_raw_fd()) } == 1;
-    (size.max(128), tty)
+    (size.max(128), tty, regular)
 }
 
 /// One read(2) of at most `max` bytes into the spare capacity of `buf`.
@@ -379,6 +444,41 @@ fn read_into(fd: &OwnedFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     }
     let n = r as usize;
     // SAFETY: read(2) initialised the first n bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// `RWF_NOWAIT` (linux/fs.h): fail with EAGAIN instead of waiting for I/O.
+const RWF_NOWAIT: libc::c_int = 0x8;
+
+/// One `preadv2(fd, .., -1, RWF_NOWAIT)` (at the file position) of at most `max` bytes
+/// into the spare capacity of `buf`. A raw system call: musl has no wrapper.
+fn read_into_nowait(fd: &OwnedFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: max.min(spare.len()),
+    };
+    // SAFETY: one iovec describing the vector's spare capacity, which the kernel may
+    // fill with arbitrary bytes; offset -1 (low word -1, high word 0) means the file
+    // position, as for readv(2).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_preadv2,
+            fd.as_raw_fd() as libc::c_long,
+            &iov as *const libc::iovec,
+            1 as libc::c_long,
+            -1 as libc::c_long,
+            0 as libc::c_long,
+            RWF_NOWAIT as libc::c_long,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = r as usize;
+    // SAFETY: the kernel initialised the first n bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
 }

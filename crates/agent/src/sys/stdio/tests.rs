@@ -199,3 +199,105 @@ fn pipes_non_blocking_reads_and_failed_flushes() {
     w.flush().unwrap();
     std::fs::remove_dir_all(d).unwrap();
 }
+
+/// Drops `p`'s pages from the page cache (`range` bytes from `offset`, 0 = to the end).
+fn evict(p: &std::path::Path, offset: i64, range: i64) {
+    let f = std::fs::File::open(p).unwrap();
+    f.sync_all().unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: advice on a descriptor we own.
+    let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), offset, range, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0);
+}
+
+/// Whether this file system answers RWF_NOWAIT reads (ext4, XFS, btrfs do; NFS and
+/// FUSE refuse them, and then the reader thread never answers reads itself).
+fn nowait_supported(s: &mut Stream) -> bool {
+    let mut probe = Vec::new();
+    match read_into_nowait(&s.fd, &mut probe, 0) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("RWF_NOWAIT refused here ({e}): only the fallback is checked");
+            false
+        }
+    }
+}
+
+#[test]
+fn read_nowait_reads_cached_data_as_read_does() {
+    let d = temp_dir("nowait");
+    let p = d.join("f");
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&p, &data).unwrap();
+    let mut s = open(&p, "r");
+    if !nowait_supported(&mut s) {
+        assert_eq!(s.read_nowait(&mut Vec::new(), 10), None);
+        return;
+    }
+    let _ = on_disk(&p); // in the page cache now
+    let mut buf = Vec::new();
+    assert_eq!(s.read_nowait(&mut buf, 4096), Some(4096));
+    assert_eq!(buf, data[..4096]);
+    assert!(!s.eof());
+    // The file position moved: an ordinary read goes on from there.
+    let mut rest = Vec::new();
+    assert_eq!(s.read(&mut rest, 1000), 1000);
+    assert_eq!(rest, data[4096..5096]);
+    // Reaching the end sets the end-of-file flag, as fread does.
+    let mut tail = Vec::new();
+    assert_eq!(s.read_nowait(&mut tail, 8192), Some(10_000 - 5096));
+    assert_eq!(tail, data[5096..]);
+    assert!(s.eof());
+    s.clearerr();
+    assert_eq!(s.read_nowait(&mut tail, 10), Some(0));
+    assert!(s.eof());
+}
+
+#[test]
+fn read_nowait_leaves_everything_as_it_was_when_it_would_wait() {
+    let d = temp_dir("nowait-evicted");
+    let p = d.join("f");
+    let data: Vec<u8> = (0..(256u32 << 10)).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&p, &data).unwrap();
+    // Nothing cached, then only the first 64 KiB: the no-wait read fails at once, or
+    // gets the cached part and then fails (and must put the file position back). The
+    // failed attempt starts readahead, and a fast disk may finish it before the next
+    // call, so a complete read is allowed too; either way the data must be right.
+    for cached in [0, 64 << 10] {
+        let mut s = open(&p, "r");
+        let _ = on_disk(&p);
+        evict(&p, cached, 0);
+        let mut buf = b"kept".to_vec();
+        match s.read_nowait(&mut buf, 128 << 10) {
+            None => {
+                assert_eq!(buf, b"kept");
+                assert!(!s.eof() && s.error().is_none());
+                // The ordinary read then returns all of it, from the start.
+                let mut all = Vec::new();
+                assert_eq!(s.read(&mut all, data.len()), data.len());
+                assert_eq!(all, data);
+            }
+            Some(n) => {
+                assert_eq!(n, 128 << 10, "cached {cached}");
+                assert_eq!(buf[4..], data[..n]);
+            }
+        }
+    }
+}
+
+#[test]
+fn read_nowait_declines_what_could_wait() {
+    let d = temp_dir("nowait-declines");
+    let p = d.join("f");
+    std::fs::write(&p, b"0123456789").unwrap();
+    // Buffered output would have to be flushed first.
+    let mut s = open(&p, "r+");
+    assert_eq!(s.write(b"ab"), 2);
+    assert_eq!(s.read_nowait(&mut Vec::new(), 4), None);
+    // Not a regular file: a FIFO or device may block.
+    let mut null = Stream::open(b"/dev/null", "r").unwrap();
+    assert_eq!(null.read_nowait(&mut Vec::new(), 4), None);
+    // Write-only: the ordinary read reports EBADF.
+    let mut w = open(&p, "a");
+    assert_eq!(w.read_nowait(&mut Vec::new(), 4), None);
+}
