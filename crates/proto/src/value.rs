@@ -174,16 +174,22 @@ impl Value {
     }
 
     /// Serializes this value and a newline, handing the text to `sink` in pieces of
-    /// `piece` bytes (the last one shorter), so a 64 MiB reply never exists in memory
-    /// twice. Stops at the first error of `sink` and returns it.
+    /// at most `piece` bytes, so a 64 MiB reply never exists in memory twice. Stops at
+    /// the first error of `sink` and returns it.
     pub fn write_json_line(
         &self,
         piece: usize,
         sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
+        // The thread's buffer from its last reply: most replies are small, and an
+        // allocator that returns freed memory to the kernel at once (musl's) would
+        // otherwise map and unmap pages for each one.
+        let mut buf = SPARE.take();
+        if buf.capacity() == 0 {
+            buf.reserve(piece.clamp(1, 4 << 10));
+        }
         let mut out = Pieces {
-            // One allocation for a typical reply instead of a doubling series.
-            buf: Vec::with_capacity(piece.clamp(1, 4 << 10)),
+            buf,
             piece: piece.max(1),
             sink,
             result: Ok(()),
@@ -191,6 +197,9 @@ impl Value {
         self.write_to(&mut out);
         out.put(b"\n");
         out.flush();
+        if out.buf.capacity() <= SPARE_MAX {
+            SPARE.set(out.buf);
+        }
         out.result
     }
 
@@ -211,12 +220,7 @@ impl Value {
             Value::Base64(data) => {
                 // Base64 needs no JSON escapes.
                 out.put(b"\"");
-                let mut text = crate::base64::Encoder::with_capacity(data.len().min(BASE64_PIECE));
-                for piece in data.chunks(BASE64_PIECE) {
-                    text.clear();
-                    text.push(piece);
-                    out.put(text.as_bytes());
-                }
+                out.put_base64(data);
                 out.put(b"\"");
             }
             Value::List(items) => {
@@ -245,18 +249,28 @@ impl Value {
     }
 }
 
-/// Bytes of a [`Value::Base64`] encoded at a time: a multiple of 3, so the pieces'
-/// encodings join up.
-const BASE64_PIECE: usize = 48 << 10;
+/// The largest serialization buffer a thread keeps for its next reply.
+const SPARE_MAX: usize = 16 << 10;
+
+thread_local! {
+    /// See [`Value::write_json_line`].
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
 
 /// Where serialized JSON goes: a buffer, or pieces handed to a writer.
 trait JsonOut {
     fn put(&mut self, bytes: &[u8]);
+    /// Appends the standard padded base64 encoding of `data`.
+    fn put_base64(&mut self, data: &[u8]);
 }
 
 impl JsonOut for Vec<u8> {
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
+    }
+
+    fn put_base64(&mut self, data: &[u8]) {
+        crate::base64::encode_into(data, self);
     }
 }
 
@@ -284,6 +298,39 @@ impl JsonOut for Pieces<'_> {
             self.buf.extend_from_slice(&bytes[..n]);
             bytes = &bytes[n..];
             if self.buf.len() == self.piece {
+                self.flush();
+            }
+        }
+    }
+
+    /// Encodes straight into the piece being filled: no text buffer of its own and
+    /// no second copy of the text (a 48 MiB file read is 64 MiB of it).
+    fn put_base64(&mut self, mut data: &[u8]) {
+        if self.piece < 4 {
+            // Pieces smaller than a group (tests only).
+            let mut group = Vec::with_capacity(4);
+            for g in data.chunks(3) {
+                group.clear();
+                crate::base64::encode_into(g, &mut group);
+                self.put(&group);
+            }
+            return;
+        }
+        while !data.is_empty() {
+            // Whole 3-byte groups only, except at the very end, so the pieces join
+            // up; a piece is sent early rather than split a group.
+            let room = (self.piece - self.buf.len()) / 4 * 3;
+            if room == 0 {
+                self.flush();
+                continue;
+            }
+            let n = room.min(data.len());
+            if self.buf.capacity() - self.buf.len() < n.div_ceil(3) * 4 {
+                self.buf.reserve(n.div_ceil(3) * 4);
+            }
+            crate::base64::encode_into(&data[..n], &mut self.buf);
+            data = &data[n..];
+            if self.piece - self.buf.len() < 4 {
                 self.flush();
             }
         }
@@ -532,10 +579,15 @@ mod tests {
         d.insert("big", Value::UInt(u64::MAX));
         d.insert("buf-b64", Value::Str(b"QUJD\"\xff\xc3\xa9".repeat(300)));
         d.insert("list", Value::List(vec![Value::Null, Value::Double(0.1)]));
+        let raw: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 256) as u8).collect();
+        d.insert("raw", Value::Base64(raw.clone()));
+        d.insert("short", Value::Base64(raw[..4].to_vec()));
         let v = Value::Dict(d);
         let mut whole = v.to_json();
         whole.push(b'\n');
-        for piece in [1, 2, 7, 64, 4096, 1 << 20] {
+        let text = crate::base64::encode(&raw);
+        assert!(whole.windows(text.len()).any(|w| w == text.as_bytes()));
+        for piece in [1, 2, 3, 4, 5, 7, 64, 4096, 1 << 20] {
             let mut got = Vec::new();
             let mut sizes = Vec::new();
             v.write_json_line(piece, &mut |b| {
