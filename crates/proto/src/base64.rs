@@ -82,38 +82,45 @@ impl Encoder {
 
 /// Appends the standard padded encoding of `data` to `out` (12 bytes to 16 characters
 /// per step).
+#[allow(unsafe_code)]
 pub fn encode_into(data: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
-    out.resize(start + data.len().div_ceil(3) * 4, 0);
-    let dst = &mut out[start..];
+    let len = data.len().div_ceil(3) * 4;
+    out.reserve(len);
+    // Written straight into the spare capacity: zeroing it first cost a fifth of a
+    // 48 MiB read's instructions.
+    let dst = &mut out.spare_capacity_mut()[..len];
     let mut chunks = data.chunks_exact(12);
     for (c, o) in (&mut chunks).zip(dst.chunks_exact_mut(16)) {
         let a = u64::from_be_bytes([0, 0, c[0], c[1], c[2], c[3], c[4], c[5]]);
         let b = u64::from_be_bytes([0, 0, c[6], c[7], c[8], c[9], c[10], c[11]]);
-        o[..8].copy_from_slice(&encode48(a));
-        o[8..].copy_from_slice(&encode48(b));
+        o[..8].write_copy_of_slice(&encode48(a));
+        o[8..].write_copy_of_slice(&encode48(b));
     }
     let rest = chunks.remainder();
     let dst = &mut dst[data.len() / 12 * 16..];
     let mut groups = rest.chunks_exact(3);
     for (c, o) in (&mut groups).zip(dst.chunks_exact_mut(4)) {
         let v = u64::from_be_bytes([0, 0, 0, 0, 0, c[0], c[1], c[2]]);
-        o.copy_from_slice(&encode48(v)[4..]);
+        o.write_copy_of_slice(&encode48(v)[4..]);
     }
     let tail = dst.len().saturating_sub(4);
     match *groups.remainder() {
         [a] => {
             let v = u64::from(a) << 16;
             let e = encode48(v);
-            dst[tail..].copy_from_slice(&[e[4], e[5], b'=', b'=']);
+            dst[tail..].write_copy_of_slice(&[e[4], e[5], b'=', b'=']);
         }
         [a, b] => {
             let v = (u64::from(a) << 16) | (u64::from(b) << 8);
             let e = encode48(v);
-            dst[tail..].copy_from_slice(&[e[4], e[5], e[6], b'=']);
+            dst[tail..].write_copy_of_slice(&[e[4], e[5], e[6], b'=']);
         }
         _ => {}
     }
+    // SAFETY: every one of the `len` bytes after the old length was written above:
+    // 16 per 12-byte chunk, 4 per remaining 3-byte group, 4 for a final partial group
+    // (`len` is 4 per started group of 3).
+    unsafe { out.set_len(out.len() + len) };
 }
 
 /// Encodes `data` as standard padded base64, in one allocation of the exact size.
