@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use qga_proto::json::{Message, Streamer};
 use qga_proto::Value;
@@ -299,10 +299,19 @@ fn reopen(agent: &Agent, channel: &mut Channel) -> bool {
     }
 }
 
+/// How long a large read's buffer is kept for the next read once the executor has
+/// nothing to do.
+const SPARE_LINGER: Duration = Duration::from_secs(1);
+
 /// The executor: one request at a time, in order; each reply written in full.
 fn executor(agent: &Agent, queue: &Queue) {
     loop {
-        let (msg, conn, who, size) = queue.pop();
+        // A kept read buffer is freed once no read has used it for a moment (the
+        // executor wakes up for that once); otherwise it sleeps until a request.
+        let linger = agent.files.expire_spare(SPARE_LINGER);
+        let Some((msg, conn, who, size)) = queue.pop(linger) else {
+            continue;
+        };
         answer(agent, msg, &conn, &who);
         queue.done(size);
     }
@@ -334,9 +343,10 @@ fn answer_cached_read(agent: &Agent, msg: Message, conn: &Conn, who: &str) -> bo
     }
 }
 
-/// Writes `reply`, if there is one, to `conn`.
+/// Writes `reply`, if there is one, to `conn`; a file read's buffer goes back to be
+/// reused.
 fn send(agent: &Agent, reply: Option<dispatch::Response>, conn: &Conn) {
-    if let Some(reply) = reply {
+    if let Some(mut reply) = reply {
         // The 0xFF goes in a write of its own, as qemu-ga sends it; the reply is
         // serialized straight into the channel in pieces, so a 64 MiB file read
         // is never held twice.
@@ -354,6 +364,23 @@ fn send(agent: &Agent, reply: Option<dispatch::Response>, conn: &Conn) {
                 .log
                 .log(Level::Warning, &format!("error sending response: {e}"));
         }
+        if let Some(buf) = read_data(&mut reply.value) {
+            agent.files.recycle(buf);
+        }
+    }
+}
+
+/// The raw bytes of a guest-file-read reply (`{"return": {"buf-b64": ...}}`).
+fn read_data(reply: &mut Value) -> Option<Vec<u8>> {
+    let Value::Dict(reply) = reply else {
+        return None;
+    };
+    let Some(Value::Dict(ret)) = reply.get_mut("return") else {
+        return None;
+    };
+    match ret.get_mut("buf-b64") {
+        Some(Value::Base64(data)) => Some(std::mem::take(data)),
+        _ => None,
     }
 }
 
@@ -474,7 +501,9 @@ impl Queue {
     }
 
     /// The next message. Its size stays counted until [`Queue::done`].
-    fn pop(&self) -> Queued {
+    /// The next request; `None` if `linger` is given and passes without one.
+    fn pop(&self, linger: Option<Duration>) -> Option<Queued> {
+        let deadline = linger.map(|d| Instant::now() + d);
         let mut g = self.lock();
         loop {
             if let Some(item) = g.items.pop_front() {
@@ -482,10 +511,23 @@ impl Queue {
                 {
                     self.changed.notify_all();
                 }
-                return item;
+                return Some(item);
             }
             g.executor_asleep = true;
-            g = self.wait(g);
+            g = match deadline {
+                None => self.wait(g),
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        g.executor_asleep = false;
+                        return None;
+                    }
+                    self.changed
+                        .wait_timeout(g, left)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0)
+                }
+            };
             g.executor_asleep = false;
         }
     }

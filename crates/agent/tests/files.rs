@@ -227,6 +227,50 @@ fn small_reads_whether_cached_or_not() {
     close(&mut c, h);
 }
 
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// The buffer of a large read is kept for the next one, and freed about a second
+/// after the last read used it, even while other requests keep coming.
+#[test]
+fn a_large_read_buffer_is_freed_soon_after() {
+    const SIZE: usize = 40 << 20;
+    let a = AgentProc::ours(&[]);
+    let data: Vec<u8> = (0..SIZE).map(|i| (i % 253) as u8).collect();
+    std::fs::write(a.dir.join("large"), &data).unwrap();
+    let mut c = a.connect();
+    let h = open(&mut c, "large", "r");
+    let before = rss_kib(a.pid());
+    for _ in 0..2 {
+        let r = c.cmd(&format!(
+            r#"{{"execute":"guest-file-read","arguments":{{"handle":{h},"count":{SIZE}}}}}"#
+        ));
+        assert!(r.len() > SIZE);
+        let s: GuestFileSeek = ret(&c.cmd(&format!(
+            r#"{{"execute":"guest-file-seek","arguments":{{"handle":{h},"offset":0,"whence":"set"}}}}"#
+        )));
+        assert_eq!(s.position, 0);
+    }
+    let kept = rss_kib(a.pid());
+    assert!(kept > before + 30_000, "{before} -> {kept} KiB");
+    // Pings every 100 ms do not keep it alive.
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_millis(2500) {
+        assert_eq!(c.cmd(r#"{"execute":"guest-ping"}"#), r#"{"return": {}}"#);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let after = rss_kib(a.pid());
+    assert!(after < before + 5_000, "{before} -> {kept} -> {after} KiB");
+    close(&mut c, h);
+}
+
 #[test]
 fn read_count_limit_is_48_mib() {
     const MAX: usize = 48 << 20;
