@@ -173,3 +173,12 @@ fn fuzz_smoke_dispatch() {
         &[format!("{n} inputs in {secs:.1} s, no failure")],
     );
 }
+
+#[test]
+fn fuzz_smoke_base64() {
+    let (n, secs) = run("base64", 10_000 * scale(), targets::base64);
+    reliability::record(
+        "fuzz smoke: base64 (cargo test, deterministic)",
+        &[format!("{n} inputs in {secs:.1} s, no failure")],
+    );
+}
