@@ -18,6 +18,7 @@ pub mod host;
 pub mod hotplug;
 pub mod mounts;
 pub mod netif;
+pub mod netlink;
 pub mod nvme;
 pub mod osrelease;
 pub mod passwd;
