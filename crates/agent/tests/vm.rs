@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{static_agent, vm_lock, Vm};
+use common::{decode_b64, static_agent, vm_lock, Vm};
 
 #[test]
 fn vm_agent_answers_on_virtio_serial() {
@@ -49,26 +49,6 @@ fn agent_wakeups(c: &mut common::Client) -> u64 {
         .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
         .and_then(|v| v.trim().parse().ok())
         .expect("voluntary_ctxt_switches")
-}
-
-fn decode_b64(s: &str) -> String {
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        _ => 63,
-    } as u32;
-    let mut out = Vec::new();
-    for chunk in s.as_bytes().chunks(4) {
-        let n = chunk.iter().filter(|&&c| c != b'=').count();
-        let v = chunk.iter().fold(0u32, |acc, &c| {
-            (acc << 6) | if c == b'=' { 0 } else { val(c) }
-        });
-        let v = v << (6 * (4 - chunk.len()));
-        out.extend_from_slice(&v.to_be_bytes()[1..n]);
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Wakeups of an agent while the host side of its virtio-serial port is closed for

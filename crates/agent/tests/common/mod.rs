@@ -290,6 +290,18 @@ impl Vm {
     /// Like [`Vm::boot`], with options for build-initramfs.sh (`--add SRC:DEST`,
     /// `--module NAME`).
     pub fn boot_with(agent: &Path, build_opts: &[&str], extra: &[&str]) -> Vm {
+        Self::boot_with_ports(agent, build_opts, extra, &[])
+    }
+
+    /// Like [`Vm::boot_with`], with more virtio-serial ports: the guest sees port
+    /// `name` as `/sys/class/virtio-ports/vport*/name`, the host serves it on
+    /// `<dir>/<name>.sock` (see [`Vm::connect_port`]).
+    pub fn boot_with_ports(
+        agent: &Path,
+        build_opts: &[&str],
+        extra: &[&str],
+        ports: &[&str],
+    ) -> Vm {
         let dir = TempDir::new();
         let scripts = workspace_root().join("scripts/vm");
         let status = Command::new(scripts.join("build-initramfs.sh"))
@@ -302,9 +314,26 @@ impl Vm {
             .status()
             .expect("build-initramfs.sh");
         assert!(status.success(), "build-initramfs.sh failed");
+        let mut qemu_args: Vec<String> = Vec::new();
+        for (i, name) in ports.iter().enumerate() {
+            let sock = dir.join(&format!("{name}.sock"));
+            qemu_args.push("-chardev".into());
+            qemu_args.push(format!(
+                "socket,id=port{i},path={},server=on,wait=off",
+                sock.display()
+            ));
+            qemu_args.push("-device".into());
+            qemu_args.push(format!("virtserialport,chardev=port{i},name={name}"));
+        }
         let status = Command::new(scripts.join("run-vm.sh"))
             .args(["--lifetime", "900", "--timeout", "180"])
             .arg(&dir.0)
+            .args(if qemu_args.is_empty() {
+                None
+            } else {
+                Some("--")
+            })
+            .args(&qemu_args)
             .stdout(Stdio::null())
             .status()
             .expect("run-vm.sh");
@@ -326,6 +355,44 @@ impl Vm {
         };
         c.handshake(4711);
         c
+    }
+
+    /// Connects to the extra port `name` (see [`Vm::boot_with_ports`]) and
+    /// resynchronises, resending the handshake until whatever the guest started on
+    /// that port answers (at most 30 s).
+    pub fn connect_port(&self, name: &str) -> Client {
+        let path = self.dir.join(&format!("{name}.sock"));
+        let s = UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+        let mut c = Client {
+            stream: s,
+            buf: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for id in 1u32.. {
+            assert!(
+                Instant::now() < deadline,
+                "nothing answered guest-sync-delimited on port {name}"
+            );
+            c.send(b"\xff");
+            c.send(
+                format!("{{\"execute\":\"guest-sync-delimited\",\"arguments\":{{\"id\":{id}}}}}")
+                    .as_bytes(),
+            );
+            // Earlier ids' replies may come first; only this id's ends the wait.
+            let want = format!("{{\"return\": {id}}}\n");
+            while let Some(line) = c.recv_within(Duration::from_secs(1)) {
+                if let Some(pos) = line.iter().position(|&b| b == 0xFF) {
+                    if line[pos + 1..] == *want.as_bytes() {
+                        c.stream
+                            .set_read_timeout(Some(Duration::from_secs(60)))
+                            .ok();
+                        return c;
+                    }
+                }
+            }
+        }
+        unreachable!()
     }
 
     /// Whether QEMU is still running.
@@ -429,6 +496,28 @@ pub fn zero_numbers(reply: &str) -> String {
         }
     }
     out
+}
+
+/// Standard base64 (as in guest-file-read and guest-exec-status replies), decoded to
+/// text.
+pub fn decode_b64(s: &str) -> String {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    } as u32;
+    let mut out = Vec::new();
+    for chunk in s.as_bytes().chunks(4) {
+        let n = chunk.iter().filter(|&&c| c != b'=').count();
+        let v = chunk.iter().fold(0u32, |acc, &c| {
+            (acc << 6) | if c == b'=' { 0 } else { val(c) }
+        });
+        let v = v << (6 * (4 - chunk.len()));
+        out.extend_from_slice(&v.to_be_bytes()[1..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// xorshift64*: deterministic, so a failing random test can be replayed from its seed.
