@@ -493,8 +493,9 @@ mod tests {
     }
 
     /// Records the dumps and the old sources' answers into
-    /// `$QGA_NETLINK_CAPTURE/`, for the fixtures below (run inside the namespace to
-    /// record, with `--ignored`). Only writes when the two agree.
+    /// `$QGA_NETLINK_CAPTURE/`, for the fixtures below (run inside the namespace, or
+    /// in the test VM by fixtures/netlink/vm/record.sh, with `--ignored`). Only writes
+    /// when the two agree.
     #[test]
     #[ignore]
     fn capture_fixture() {
@@ -564,6 +565,14 @@ mod tests {
     #[test]
     fn fixture_namespace() {
         check_fixture("namespace");
+    }
+
+    /// Recorded in the test VM (fixtures/netlink/vm/record.sh): bonds with and
+    /// without slaves, VLANs on eth0 and on a bond, GRE, gretap, IPIP and SIT tunnels
+    /// (4-byte hardware addresses), WireGuard (none) — kinds the host kernel lacks.
+    #[test]
+    fn fixture_vm() {
+        check_fixture("vm");
     }
 
     /// The live dumps agree with `getifaddrs()` and `SIOCGIFHWADDR` here and now
