@@ -180,6 +180,7 @@ fn vm_interfaces_of_bonds_vlans_tunnels_and_wireguard_match_qemu_ga() {
         let r = theirs.cmd(REQUEST);
         let b = ours.cmd(REQUEST);
         if r == a || r == b {
+            eprintln!("identical replies after {attempts} retries");
             break;
         }
         assert!(
