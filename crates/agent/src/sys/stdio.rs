@@ -83,6 +83,9 @@ pub struct Stream {
     regular: bool,
     /// The file system refused `RWF_NOWAIT`; do not try again.
     nowait_refused: bool,
+    /// How its mount updates access times (a read that updates one may wait for the
+    /// file system's journal).
+    atime: Atime,
     /// Buffered output not yet written.
     pending: Vec<u8>,
     /// glibc's "currently putting" with an allocated buffer: the free space of the
@@ -130,6 +133,11 @@ impl Stream {
         let readable = access != libc::O_WRONLY;
         let writable = access != libc::O_RDONLY;
         let (bufsize, line_buffered, regular) = buffer_policy(&fd);
+        let atime = if regular {
+            Atime::of(&fd)
+        } else {
+            Atime::Strict
+        };
         Ok(Stream {
             fd,
             readable,
@@ -138,6 +146,7 @@ impl Stream {
             line_buffered,
             regular,
             nowait_refused: false,
+            atime,
             pending: Vec::new(),
             put_mode: false,
             eof: false,
@@ -216,6 +225,7 @@ impl Stream {
             || !self.pending.is_empty()
             || self.eof
             || self.error
+            || self.atime.read_updates(&self.fd)
         {
             return None;
         }
@@ -446,6 +456,74 @@ fn read_into(fd: &OwnedFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     // SAFETY: read(2) initialised the first n bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
+}
+
+/// Access-time updates of a mount, from `fstatvfs` at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Atime {
+    /// `noatime`: reads never update it.
+    Never,
+    /// `relatime` (the default): only when it is not after the modification or change
+    /// time, or a day old.
+    Relative,
+    /// `strictatime`: every read.
+    Strict,
+}
+
+impl Atime {
+    fn of(fd: &OwnedFd) -> Atime {
+        // SAFETY: statvfs is plain data; fstatvfs fills it for a descriptor we own.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } < 0 {
+            return Atime::Strict;
+        }
+        // <sys/statvfs.h> values (the libc crate has no ST_RELATIME for musl).
+        const ST_NOATIME: libc::c_ulong = 1024;
+        const ST_RELATIME: libc::c_ulong = 4096;
+        if st.f_flag & ST_NOATIME != 0 {
+            Atime::Never
+        } else if st.f_flag & ST_RELATIME != 0 {
+            Atime::Relative
+        } else {
+            Atime::Strict
+        }
+    }
+
+    /// Whether a read of the file now would update its access time, as the kernel's
+    /// `relatime_need_update` decides (with a minute's margin on the day). Such a read
+    /// dirties the inode, which on a journalling file system can wait for the journal
+    /// and so for the disk, even with the data in the page cache.
+    fn read_updates(self, fd: &OwnedFd) -> bool {
+        match self {
+            Atime::Never => false,
+            Atime::Strict => true,
+            Atime::Relative => {
+                // SAFETY: stat is plain data; fstat fills it for a descriptor we own.
+                let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: as above.
+                if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+                    return true;
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                relatime_updates(
+                    (st.st_atime as i64, st.st_atime_nsec as i64),
+                    (st.st_mtime as i64, st.st_mtime_nsec as i64),
+                    (st.st_ctime as i64, st.st_ctime_nsec as i64),
+                    now,
+                )
+            }
+        }
+    }
+}
+
+/// The kernel's `relatime_need_update` on (seconds, nanoseconds) times: the access
+/// time is updated when it is not after the modification or the change time, or is
+/// a day old (here a minute early, for clock steps).
+fn relatime_updates(atime: (i64, i64), mtime: (i64, i64), ctime: (i64, i64), now: i64) -> bool {
+    mtime >= atime || ctime >= atime || now - atime.0 >= 24 * 60 * 60 - 60
 }
 
 /// `RWF_NOWAIT` (linux/fs.h): fail with EAGAIN instead of waiting for I/O.

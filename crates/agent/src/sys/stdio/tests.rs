@@ -223,6 +223,72 @@ fn nowait_supported(s: &mut Stream) -> bool {
     }
 }
 
+/// Gives `p` an access time after its modification and change times (a second ahead),
+/// so a read on a `relatime` mount does not update it.
+fn settle_atime(p: &std::path::Path) {
+    set_atime(p, 1);
+}
+
+/// Sets `p`'s access time to now + `secs` (its change time becomes now).
+fn set_atime(p: &std::path::Path, secs: i64) {
+    let f = std::fs::File::open(p).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let times = [
+        libc::timespec {
+            tv_sec: (now.as_secs() as i64 + secs) as libc::time_t,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+    ];
+    use std::os::fd::AsRawFd;
+    // SAFETY: two valid timespecs for a descriptor we own.
+    assert_eq!(unsafe { libc::futimens(f.as_raw_fd(), times.as_ptr()) }, 0);
+}
+
+#[test]
+fn relatime_rule_is_the_kernels() {
+    let t = |s| (s, 0);
+    // Access after modification and change, recent: no update.
+    assert!(!relatime_updates(t(100), t(90), t(95), 200));
+    // Not after the modification or the change time: update.
+    assert!(relatime_updates(t(100), t(100), t(95), 200));
+    assert!(relatime_updates(t(100), t(90), (100, 1), 200));
+    assert!(relatime_updates((100, 5), (100, 6), t(95), 200));
+    // A day old (less a minute): update.
+    assert!(relatime_updates(t(100), t(90), t(95), 100 + 86_340));
+    assert!(!relatime_updates(t(100), t(90), t(95), 100 + 86_339));
+}
+
+#[test]
+fn read_nowait_declines_a_read_that_updates_the_access_time() {
+    let d = temp_dir("nowait-atime");
+    let p = d.join("f");
+    std::fs::write(&p, b"0123456789").unwrap();
+    let _ = on_disk(&p);
+    let mut s = open(&p, "r");
+    if !nowait_supported(&mut s) {
+        return;
+    }
+    // Accessed before its last change: a read updates the access time (relatime).
+    set_atime(&p, -10);
+    let want = match s.atime {
+        Atime::Never => Some(4),
+        Atime::Relative | Atime::Strict => None,
+    };
+    assert_eq!(s.read_nowait(&mut Vec::new(), 4), want, "{:?}", s.atime);
+    settle_atime(&p);
+    let want = match s.atime {
+        Atime::Never | Atime::Relative => Some(4),
+        Atime::Strict => None,
+    };
+    assert_eq!(s.read_nowait(&mut Vec::new(), 4), want, "{:?}", s.atime);
+}
+
 #[test]
 fn read_nowait_reads_cached_data_as_read_does() {
     let d = temp_dir("nowait");
@@ -235,6 +301,12 @@ fn read_nowait_reads_cached_data_as_read_does() {
         return;
     }
     let _ = on_disk(&p); // in the page cache now
+    settle_atime(&p);
+    if s.atime == Atime::Strict {
+        eprintln!("strictatime mount: every read updates the access time, no no-wait reads");
+        assert_eq!(s.read_nowait(&mut Vec::new(), 10), None);
+        return;
+    }
     let mut buf = Vec::new();
     assert_eq!(s.read_nowait(&mut buf, 4096), Some(4096));
     assert_eq!(buf, data[..4096]);
@@ -267,6 +339,7 @@ fn read_nowait_leaves_everything_as_it_was_when_it_would_wait() {
         let mut s = open(&p, "r");
         let _ = on_disk(&p);
         evict(&p, cached, 0);
+        settle_atime(&p);
         let mut buf = b"kept".to_vec();
         match s.read_nowait(&mut buf, 128 << 10) {
             None => {
