@@ -329,8 +329,9 @@ fn answer(agent: &Agent, msg: Message, conn: &Conn, who: &str) {
 }
 
 /// Answers a guest-file-read on the reader thread if that needs no waiting: the data
-/// all in the page cache (`preadv2(RWF_NOWAIT)`), no buffered output to flush, the
-/// handle not busy. Returns false, with nothing done and nothing sent, otherwise.
+/// all in the page cache (`preadv2(RWF_NOWAIT)`), no access-time update, no buffered
+/// output to flush, the handle not busy. Returns false, with nothing done and nothing
+/// sent, otherwise.
 fn answer_cached_read(agent: &Agent, msg: Message, conn: &Conn, who: &str) -> bool {
     let outcome =
         crate::commands::file::without_waiting(|| dispatch::respond_or_defer(agent, msg, who));
@@ -500,8 +501,8 @@ impl Queue {
         }
     }
 
-    /// The next message. Its size stays counted until [`Queue::done`].
-    /// The next request; `None` if `linger` is given and passes without one.
+    /// The next message (its size stays counted until [`Queue::done`]); `None` if
+    /// `linger` is given and passes without one.
     fn pop(&self, linger: Option<Duration>) -> Option<Queued> {
         let deadline = linger.map(|d| Instant::now() + d);
         let mut g = self.lock();
