@@ -388,9 +388,11 @@ fn read_data(reply: &mut Value) -> Option<Vec<u8>> {
 /// Whether the reader may answer `msg` itself when nothing is queued or running: JSON
 /// errors and the protocol and information commands that only read memory, `/proc`
 /// or `/sys`, and guest-get-fsinfo, whose statvfs calls run on a helper thread with a
-/// 2 s bound in all (not guest-get-disks, whose SMART queries may wait longer). This
+/// 2 s bound in all (not guest-get-disks, whose SMART queries may wait longer); and
+/// guest-exec-status, which looks up the exec table and reaps with `WNOHANG`. This
 /// saves the hand-off to the executor (two context switches) on the requests hosts
-/// poll all day, and cannot reorder replies: nothing else is in flight.
+/// poll all day (and the polls of a running program, which take CPU from it), and
+/// cannot reorder replies: nothing else is in flight.
 fn cheap(msg: &Message) -> bool {
     let Ok(Value::Dict(d)) = msg else {
         return true;
@@ -398,12 +400,13 @@ fn cheap(msg: &Message) -> bool {
     let Some(Value::Str(name)) = d.get("execute") else {
         return true;
     };
-    dispatch::find(name).is_none_or(|c| {
-        matches!(
-            c.category,
-            crate::policy::Category::Protocol | crate::policy::Category::Info
-        ) && c.name != "guest-get-disks"
-    })
+    name == b"guest-exec-status"
+        || dispatch::find(name).is_none_or(|c| {
+            matches!(
+                c.category,
+                crate::policy::Category::Protocol | crate::policy::Category::Info
+            ) && c.name != "guest-get-disks"
+        })
 }
 
 /// Largest guest-file-read the reader thread tries to answer itself. Larger ones go to
