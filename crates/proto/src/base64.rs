@@ -239,24 +239,16 @@ mod simd {
             // 13 for 0..25 ('A'), 0 for 26..51 ('a'), 1..10 for 52..61 ('0'), 11 for
             // 62 ('+'), 12 for 63 ('/').
             const fn offsets() -> [i8; 32] {
-                let lane: [i8; 16] = [
-                    (b'a' as i8).wrapping_sub(26),
-                    (b'0' as i8).wrapping_sub(52),
-                    (b'0' as i8).wrapping_sub(52),
-                    (b'0' as i8).wrapping_sub(52),
-                    (b'0' as i8).wrapping_sub(52),
-                    (b'0' as i8).wrapping_sub(52),
-                    (b'0' as i8).wrapping_sub(52),
-                    (b'0' as i8).wrapping_sub(52),
-                    (b'0' as i8).wrapping_sub(52),
-                    (b'0' as i8).wrapping_sub(52),
-                    (b'0' as i8).wrapping_sub(52),
-                    (b'+' as i8).wrapping_sub(62),
-                    (b'/' as i8).wrapping_sub(63),
-                    b'A' as i8,
-                    0,
-                    0,
-                ];
+                let mut lane = [0i8; 16];
+                lane[0] = (b'a' as i8).wrapping_sub(26);
+                let mut k = 1;
+                while k <= 10 {
+                    lane[k] = (b'0' as i8).wrapping_sub(52);
+                    k += 1;
+                }
+                lane[11] = (b'+' as i8).wrapping_sub(62);
+                lane[12] = (b'/' as i8).wrapping_sub(63);
+                lane[13] = b'A' as i8;
                 let mut t = [0i8; 32];
                 let mut i = 0;
                 while i < 32 {
