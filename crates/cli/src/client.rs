@@ -40,20 +40,8 @@ impl Reply {
 fn parse_value(command: &str, raw: &[u8]) -> Result<Value> {
     // Replies are not bound by the agent's 64 MiB request limit (a 48 MiB
     // guest-file-read comes back as a 64 MiB string); only whole lines get here.
-    let mut streamer = qga_proto::json::Streamer::with_token_limit(1 << 40);
-    let mut out = None;
-    streamer.feed(raw, &mut |m| {
-        if out.is_none() {
-            out = Some(m);
-        }
-    });
-    if out.is_none() {
-        streamer.feed(b" ", &mut |m| {
-            if out.is_none() {
-                out = Some(m);
-            }
-        });
-    }
+    let streamer = qga_proto::json::Streamer::with_token_limit(1 << 40);
+    let out = qga_proto::json::parse_one_with(streamer, raw);
     match out {
         Some(Ok(value)) => Ok(value),
         Some(Err(e)) => Err(Error::Protocol {

@@ -41,45 +41,6 @@ fn encode48(v: u64) -> [u8; 8] {
     w.to_le_bytes()
 }
 
-/// Base64 text built piece by piece: every piece but the last must be a multiple of 3
-/// bytes long, so the text is the encoding of all pieces together.
-#[derive(Default)]
-pub struct Encoder {
-    /// Only characters of the alphabet and `=` are ever stored here.
-    out: Vec<u8>,
-}
-
-impl Encoder {
-    /// An encoder with room for the encoding of `len` bytes.
-    pub fn with_capacity(len: usize) -> Encoder {
-        Encoder {
-            out: Vec::with_capacity(len.div_ceil(3) * 4),
-        }
-    }
-
-    /// Appends the encoding of `data`.
-    pub fn push(&mut self, data: &[u8]) {
-        encode_into(data, &mut self.out);
-    }
-
-    /// The text.
-    pub fn finish(self) -> String {
-        // Only ALPHABET characters and `=` are ever stored: ASCII, so this cannot fail
-        // (the check is one vectorised pass).
-        String::from_utf8(self.out).unwrap_or_default()
-    }
-
-    /// The text so far as bytes (all ASCII), for writing out piece by piece.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.out
-    }
-
-    /// Forgets the text so far, keeping the allocation.
-    pub fn clear(&mut self) {
-        self.out.clear();
-    }
-}
-
 /// Appends the standard padded encoding of `data` to `out` (12 bytes to 16 characters
 /// per step).
 #[allow(unsafe_code)]
@@ -294,9 +255,11 @@ mod simd {
 
 /// Encodes `data` as standard padded base64, in one allocation of the exact size.
 pub fn encode(data: &[u8]) -> String {
-    let mut e = Encoder::with_capacity(data.len());
-    e.push(data);
-    e.finish()
+    let mut out = Vec::with_capacity(data.len().div_ceil(3) * 4);
+    encode_into(data, &mut out);
+    // Only ALPHABET characters and `=` are written: ASCII, so this cannot fail (the
+    // check is one vectorised pass).
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A base64 member of a reply (guest-file-read's `buf-b64`): the text as a client
@@ -663,17 +626,20 @@ mod tests {
         Some(buf)
     }
 
+    /// A xorshift64 generator: the same inputs on every run.
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     #[test]
     fn vector_path_agrees_with_the_reference_at_every_offset_and_length() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let data: Vec<u8> = (0..100_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
+        let data: Vec<u8> = (0..100_000).map(|_| next() as u8).collect();
         assert_eq!(encode(&data), reference_encode(&data));
         for start in 0..8 {
             for len in (0..200).chain([1000, 4095, 4096, 4097]) {
@@ -701,22 +667,16 @@ mod tests {
 
     #[test]
     fn fast_paths_agree_with_the_reference() {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let data: Vec<u8> = (0..300).map(|_| next() as u8).collect();
         for len in 0..data.len() {
             assert_eq!(encode(&data[..len]), reference_encode(&data[..len]));
             // In pieces of multiples of three, then the rest.
             let cut = (next() as usize % (len + 1)) / 3 * 3;
-            let mut e = Encoder::default();
-            e.push(&data[..cut]);
-            e.push(&data[cut..len]);
-            assert_eq!(e.finish(), reference_encode(&data[..len]));
+            let mut e = Vec::new();
+            encode_into(&data[..cut], &mut e);
+            encode_into(&data[cut..len], &mut e);
+            assert_eq!(e, reference_encode(&data[..len]).as_bytes());
         }
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n!";
         for _ in 0..20000 {
@@ -850,13 +810,7 @@ mod tests {
 
     #[test]
     fn decoders_agree_with_the_reference_on_long_texts() {
-        let mut x = 0x1234_5678_9ABC_DEF1u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x1234_5678_9ABC_DEF1);
         for _ in 0..300 {
             let len = next() as usize % 3000;
             let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();

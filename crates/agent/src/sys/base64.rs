@@ -4,7 +4,7 @@
 
 use crate::error::Error;
 
-pub use qga_proto::base64::{encode, Encoder, INVALID_CHARACTERS};
+pub use qga_proto::base64::{encode, INVALID_CHARACTERS};
 
 /// Decodes as QEMU's `qbase64_decode`; an invalid character is
 /// `Base64 data contains invalid characters`.

@@ -15,7 +15,7 @@ mod lexer;
 mod parser;
 mod streamer;
 
-pub use streamer::{parse_one, Streamer};
+pub use streamer::{parse_one, parse_one_with, Streamer};
 
 use crate::value::Value;
 

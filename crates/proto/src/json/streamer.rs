@@ -239,7 +239,11 @@ impl Streamer {
 /// Parses one complete message (convenience for clients and tests): the first value or
 /// error the bytes produce; `None` when they do not complete a message.
 pub fn parse_one(bytes: &[u8]) -> Option<Message> {
-    let mut s = Streamer::new();
+    parse_one_with(Streamer::new(), bytes)
+}
+
+/// [`parse_one`] with a streamer of the caller's (a client's larger token limit).
+pub fn parse_one_with(mut s: Streamer, bytes: &[u8]) -> Option<Message> {
     let mut out = None;
     s.feed(bytes, &mut |m| {
         if out.is_none() {
