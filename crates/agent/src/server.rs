@@ -32,7 +32,10 @@ use crate::config::Config;
 use crate::dispatch;
 use crate::log::{Level, Logger};
 
-/// Bytes read from the channel at once.
+/// Bytes read from the channel at once: first `READ_FIRST`, which holds any ordinary
+/// request, then `READ_CHUNK` once a read has filled the buffer (a guest-file-write
+/// stream). Starting small keeps an idle agent from holding 64 KiB it never used.
+const READ_FIRST: usize = 4 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// Replies are written in pieces of this size (one write for all but big replies).
 const WRITE_PIECE: usize = 256 * 1024;
@@ -199,7 +202,7 @@ fn open_channel(config: &Config, log: &Logger) -> Result<Channel, String> {
 /// message with the connection its reply goes to and its description for the audit log.
 fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
     let mut streamer = Streamer::new();
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = vec![0u8; READ_FIRST];
     let mut clients = 0u64;
     loop {
         let conn = match channel.accept() {
@@ -228,21 +231,26 @@ fn serve(agent: &Agent, mut channel: Channel, queue: &Queue) {
                     agent.log.log(Level::Debug, "client disconnected");
                     break;
                 }
-                Ok(n) => streamer.feed(&buf[..n], &mut |msg| {
-                    if !queue.is_idle() {
-                        queue.push(msg, conn.clone(), who.clone());
-                    } else if cheap(&msg) {
-                        answer(agent, msg, &conn, &who);
-                    } else if small_read(&msg) {
-                        // Answered here only if the data is in the page cache.
-                        let copy = msg.clone();
-                        if !answer_cached_read(agent, msg, &conn, &who) {
-                            queue.push(copy, conn.clone(), who.clone());
+                Ok(n) => {
+                    streamer.feed(&buf[..n], &mut |msg| {
+                        if !queue.is_idle() {
+                            queue.push(msg, conn.clone(), who.clone());
+                        } else if cheap(&msg) {
+                            answer(agent, msg, &conn, &who);
+                        } else if small_read(&msg) {
+                            // Answered here only if the data is in the page cache.
+                            let copy = msg.clone();
+                            if !answer_cached_read(agent, msg, &conn, &who) {
+                                queue.push(copy, conn.clone(), who.clone());
+                            }
+                        } else {
+                            queue.push(msg, conn.clone(), who.clone());
                         }
-                    } else {
-                        queue.push(msg, conn.clone(), who.clone());
+                    });
+                    if n == buf.len() && n < READ_CHUNK {
+                        buf.resize(READ_CHUNK, 0);
                     }
-                }),
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if !channel.is_device() => {
                     // One client's connection on a listening socket failed: ECONNRESET
