@@ -14,7 +14,6 @@ mod getopt;
 mod help;
 mod keyfile;
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 pub use crate::policy::Profile;
@@ -187,8 +186,9 @@ impl Environment for ProcessEnv {
 }
 
 /// The binary's entry: parses this process's command line and configuration, prints what
-/// qemu-ga prints, and returns the configuration to run, or the status to exit with.
-pub fn from_command_line() -> Result<Config, ExitCode> {
+/// qemu-ga prints, and returns the configuration to run, or the status to exit with
+/// (0 after `--help` and the like, 1 after an error).
+pub fn from_command_line() -> Result<Config, u8> {
     use std::io::Write;
     let mut argv = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
     let argv0 = argv.next().unwrap_or_else(|| "qemu-ga".into());
@@ -200,7 +200,7 @@ pub fn from_command_line() -> Result<Config, ExitCode> {
         Ok(Action::Print(text)) => {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-            Err(ExitCode::SUCCESS)
+            Err(0)
         }
         Err(e) => {
             e.stderr.iter().for_each(Diagnostic::emit);
@@ -208,7 +208,7 @@ pub fn from_command_line() -> Result<Config, ExitCode> {
             let _ = out
                 .write_all(e.stdout.as_bytes())
                 .and_then(|()| out.flush());
-            Err(ExitCode::FAILURE)
+            Err(1)
         }
     }
 }

@@ -19,7 +19,6 @@
 //! bytes stay in the channel, parsed in the same order a moment later).
 
 use std::collections::VecDeque;
-use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,20 +48,20 @@ const QUEUE_MAX_BYTES: usize = 160 << 20;
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Entry point of the `qga-agent` binary.
-pub fn main() -> ExitCode {
+pub fn main() -> u8 {
     let config = match crate::config::from_command_line() {
         Ok(config) => config,
         Err(status) => return status,
     };
     match run(config) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(msg) => {
             // Startup failures are logged as qemu-ga does: critical lines on stderr.
             let log = Logger::stderr(false);
             for line in msg.lines() {
                 log.log(Level::Critical, line);
             }
-            ExitCode::FAILURE
+            1
         }
     }
 }

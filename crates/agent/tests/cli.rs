@@ -573,3 +573,54 @@ fn daemonize_writes_pidfile_and_cleans_up() {
     assert!(wait(&|| !pidfile.exists()), "pidfile removed at exit");
     assert!(wait(&|| !Path::new(&format!("/proc/{pid}")).exists()));
 }
+
+/// Started with descriptors 0–2 closed (some init scripts and `nohup`-less shells do
+/// that), the agent puts /dev/null there before it opens anything, so no state file or
+/// socket becomes its stdout/stderr; it serves normally. On glibc this is the agent's
+/// own start-up code (`sys::rt`), not Rust's.
+#[test]
+fn closed_stdio_gets_dev_null() {
+    let dir = TempDir::new();
+    let sock = dir.join("sock");
+    let mut cmd = Command::new(OURS);
+    cmd.args(["-m", "unix-listen", "-p"])
+        .arg(&sock)
+        .arg("-t")
+        .arg(&dir.0)
+        .env("QGA_CONF", "/nonexistent/x.conf");
+    // SAFETY: close(2) is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            for fd in 0..3 {
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let pid = child.id();
+    let up = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        sock.exists()
+    });
+    let result = std::panic::catch_unwind(|| {
+        assert!(up, "agent did not create its socket");
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"{\"execute\":\"guest-ping\"}\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = std::io::Read::read(&mut s, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"{\"return\": {}}\n");
+        for fd in 0..3 {
+            let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+            assert_eq!(target, Path::new("/dev/null"), "fd {fd}");
+        }
+    });
+    // The agent this test started, by its pid.
+    assert!(kill(pid, libc::SIGTERM));
+    let status = child.wait().expect("wait");
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert_eq!(status.code(), Some(0));
+}

@@ -25,6 +25,7 @@ pub mod passwd;
 pub mod peer;
 pub mod procfs;
 pub mod route;
+pub mod rt;
 pub mod run;
 pub mod spawn;
 pub mod spawn_sync;
