@@ -6,6 +6,14 @@
 //! `--as-needed` then drops `libgcc_s`. Skipped for debug builds (tests unwind through
 //! the usual shared unwinder), static builds (crt-static links `libgcc_eh` anyway), and
 //! when the C compiler has no `libgcc_eh.a`.
+//!
+//! Release builds linked by lld (Rust's default linker on x86_64 glibc since 1.90) also
+//! place the functions listed in `link-order.txt` first, side by side: what the agent
+//! runs to start and to answer guest-sync/guest-ping. The kernel maps code in 64 KiB
+//! windows around each page touched, so spread over the binary that code kept most of
+//! it resident (0.85–0.95 MB); packed, an idle agent has about 0.4 MB of its own file
+//! mapped. `scripts/link-order.py` regenerates the list; the link map it needs is
+//! written to `$OUT_DIR/qga-agent.map`. Other linkers get neither option.
 
 use std::process::Command;
 
@@ -14,6 +22,17 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(qga_static_libgcc)");
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let glibc = var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu";
+    if glibc && var("PROFILE") == "release" && linked_by_lld(&var) {
+        let order = std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("link-order.txt");
+        println!("cargo:rerun-if-changed=link-order.txt");
+        if order.exists() {
+            let order = order.display();
+            println!("cargo:rustc-link-arg-bin=qga-agent=-Wl,--symbol-ordering-file={order}");
+            println!("cargo:rustc-link-arg-bin=qga-agent=-Wl,--no-warn-symbol-ordering");
+        }
+        let out = var("OUT_DIR");
+        println!("cargo:rustc-link-arg-bin=qga-agent=-Wl,-Map={out}/qga-agent.map");
+    }
     let crt_static = var("CARGO_CFG_TARGET_FEATURE")
         .split(',')
         .any(|f| f == "crt-static");
@@ -30,4 +49,39 @@ fn main() {
     if found {
         println!("cargo:rustc-cfg=qga_static_libgcc");
     }
+}
+
+/// Whether rustc links this build with its bundled lld: the default for
+/// x86_64-unknown-linux-gnu from Rust 1.90 on, unless a linker is configured or lld is
+/// switched off in RUSTFLAGS.
+fn linked_by_lld(var: &dyn Fn(&str) -> String) -> bool {
+    if var("TARGET") != "x86_64-unknown-linux-gnu" || !var("RUSTC_LINKER").is_empty() {
+        return false;
+    }
+    let flags = var("CARGO_ENCODED_RUSTFLAGS");
+    if [
+        "linker-features",
+        "link-self-contained",
+        "linker=",
+        "linker-flavor",
+    ]
+    .iter()
+    .any(|f| flags.contains(f))
+    {
+        return false;
+    }
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let minor = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let v = String::from_utf8_lossy(&o.stdout).into_owned();
+            // "rustc 1.95.0 (59807616e 2026-04-14)"
+            v.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.split('.').nth(1).map(str::to_owned))
+        })
+        .and_then(|m| m.parse::<u32>().ok());
+    minor.is_some_and(|m| m >= 90)
 }
