@@ -523,6 +523,16 @@ fn socket_activation_matches_qemu_ga() {
 
 /// `-d` end to end: the parent exits 0, the daemon writes `<pid>\n` to the locked
 /// pidfile, serves, and removes the pidfile when SIGTERM ends it.
+/// The agent on `sock` answers a guest-ping.
+fn assert_pings(sock: &Path) {
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"{\"execute\":\"guest-ping\"}\n").unwrap();
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut s, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"{\"return\": {}}\n");
+}
+
 #[test]
 fn daemonize_writes_pidfile_and_cleans_up() {
     let dir = TempDir::new();
@@ -560,12 +570,7 @@ fn daemonize_writes_pidfile_and_cleans_up() {
         .parse()
         .unwrap();
     assert!(wait(&|| sock.exists()));
-    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"{\"execute\":\"guest-ping\"}\n").unwrap();
-    let mut buf = [0u8; 64];
-    let n = std::io::Read::read(&mut s, &mut buf).unwrap();
-    assert_eq!(&buf[..n], b"{\"return\": {}}\n");
+    assert_pings(&sock);
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
     assert_eq!(cwd, Path::new("/"));
     // The daemon this test started, by the pid it wrote.
@@ -605,12 +610,7 @@ fn closed_stdio_gets_dev_null() {
     });
     let result = std::panic::catch_unwind(|| {
         assert!(up, "agent did not create its socket");
-        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"{\"execute\":\"guest-ping\"}\n").unwrap();
-        let mut buf = [0u8; 64];
-        let n = std::io::Read::read(&mut s, &mut buf).unwrap();
-        assert_eq!(&buf[..n], b"{\"return\": {}}\n");
+        assert_pings(&sock);
         for fd in 0..3 {
             let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
             assert_eq!(target, Path::new("/dev/null"), "fd {fd}");
