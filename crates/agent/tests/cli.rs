@@ -521,8 +521,6 @@ fn socket_activation_matches_qemu_ga() {
     }
 }
 
-/// `-d` end to end: the parent exits 0, the daemon writes `<pid>\n` to the locked
-/// pidfile, serves, and removes the pidfile when SIGTERM ends it.
 /// The agent on `sock` answers a guest-ping.
 fn assert_pings(sock: &Path) {
     let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
@@ -533,6 +531,8 @@ fn assert_pings(sock: &Path) {
     assert_eq!(&buf[..n], b"{\"return\": {}}\n");
 }
 
+/// `-d` end to end: the parent exits 0, the daemon writes `<pid>\n` to the locked
+/// pidfile, serves, and removes the pidfile when SIGTERM ends it.
 #[test]
 fn daemonize_writes_pidfile_and_cleans_up() {
     let dir = TempDir::new();
