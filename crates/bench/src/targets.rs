@@ -40,7 +40,21 @@ fn ratio_target(r: &Report, name: &str, key: &str, bound: f64, at_least: bool) -
     // Where the machine sets a limit, say what ratio it would allow at best.
     if let (Some(l), Some(Some(Ok(t)))) = (m.and_then(|m| m.limit), m.map(|m| &m.theirs)) {
         if *t > 0.0 && ratio.is_some() {
-            detail += &format!("; the limit allows {:.2} at best", l / t);
+            let allowed = l / t;
+            detail += &format!("; the limit allows {allowed:.2} at best");
+            let out_of_reach = if at_least {
+                allowed < bound
+            } else {
+                allowed > bound
+            };
+            if let (true, Some(o)) = (out_of_reach, ours(r, key)) {
+                // How much of what the machine allows ours reaches.
+                let reached = if at_least { o / l } else { l / o };
+                detail += &format!(
+                    ", so no agent could meet it in this run; ours is at {:.0}% of the limit",
+                    reached * 100.0
+                );
+            }
         }
     }
     Target {

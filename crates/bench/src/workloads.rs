@@ -139,6 +139,38 @@ pub fn exec_floor(n: usize) -> Result<f64, String> {
     Ok(percentile(&mut lat[2..], 50.0).as_secs_f64() * 1e3)
 }
 
+/// The floor under any request/reply round trip here: this client writing a request
+/// line to a thread of its own over a unix socketpair and reading the reply line back,
+/// with no parsing on either side; p50 of `n` in ms. An agent needs at least one such
+/// round trip beyond [`exec_floor`] to report an exit: the guest-exec request must
+/// reach it before it can spawn, and an exit is only told in the reply to a
+/// guest-exec-status that arrives after it.
+pub fn round_trip_floor(n: usize) -> Result<f64, String> {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let (mut near, mut far) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(k) = far.read(&mut buf) {
+            if k == 0 || far.write_all(b"{\"return\": {}}\n").is_err() {
+                break;
+            }
+        }
+    });
+    let mut lat = Vec::with_capacity(n);
+    let mut buf = [0u8; 256];
+    for _ in 0..n + 10 {
+        let t = Instant::now();
+        near.write_all(br#"{"execute":"guest-ping"}"#)
+            .and_then(|()| near.read(&mut buf))
+            .map_err(|e| format!("socketpair round trip: {e}"))?;
+        lat.push(t.elapsed());
+    }
+    drop(near);
+    let _ = echo.join();
+    Ok(percentile(&mut lat[10..], 50.0).as_secs_f64() * 1e3)
+}
+
 /// What an idle agent costs, observed together for all agents so the wait is paid once:
 /// RSS and threads after a ping and a pause, then voluntary context switches of all
 /// threads over `window` with a client connected and silent.
