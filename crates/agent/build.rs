@@ -17,8 +17,10 @@
 //! (`-z max-page-size`), so the kernel loads the binary at a 64 KiB-aligned address and
 //! those windows always cover the same parts of the file: 336 KiB of it resident at
 //! idle every time, against 340–464 KiB depending on where ASLR put it (the price: 4
-//! bits less randomness in the program's own base address). Other linkers get none of
-//! these options.
+//! bits less randomness in the program's own base address). And the sections glibc
+//! calls at start and exit (.init, .plt, .fini), which lld puts after the code, so that
+//! their window held 40 KiB of cold code, go in front of it (`INIT_FIRST`): 296 KiB.
+//! Other linkers get none of these options.
 
 use std::process::Command;
 
@@ -38,6 +40,14 @@ fn main() {
         // 64 KiB = the kernel's fault-around window (see above).
         println!("cargo:rustc-link-arg-bin=qga-agent=-Wl,-z,max-page-size=65536");
         let out = var("OUT_DIR");
+        // The start-up code glibc calls (.init, and .fini and .plt with it) goes before
+        // the code instead of after it, into the window of the functions placed first.
+        let script = std::path::Path::new(&out).join("init-first.ld");
+        std::fs::write(&script, INIT_FIRST).expect("writing the linker script to OUT_DIR");
+        println!(
+            "cargo:rustc-link-arg-bin=qga-agent=-Wl,-T,{}",
+            script.display()
+        );
         println!("cargo:rustc-link-arg-bin=qga-agent=-Wl,-Map={out}/qga-agent.map");
     }
     let crt_static = var("CARGO_CFG_TARGET_FEATURE")
@@ -57,6 +67,15 @@ fn main() {
         println!("cargo:rustc-cfg=qga_static_libgcc");
     }
 }
+
+/// Moves .init, .plt and .fini (from crti/crtn and the linker) in front of .text; the
+/// rest of the layout is lld's default.
+const INIT_FIRST: &str = "SECTIONS {
+  .init : { KEEP (*(SORT_NONE(.init))) }
+  .plt : { *(.plt) *(.iplt) }
+  .fini : { KEEP (*(SORT_NONE(.fini))) }
+} INSERT BEFORE .text;
+";
 
 /// Whether rustc links this build with its bundled lld: the default for
 /// x86_64-unknown-linux-gnu from Rust 1.90 on, unless a linker is configured or lld is
