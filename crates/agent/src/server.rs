@@ -43,7 +43,7 @@ const WRITE_PIECE: usize = 256 * 1024;
 /// queued, or of `READ_AHEAD_MAX` bytes are queued or running. The first bounds what a
 /// stream of writes holds while keeping a request parsed ahead of the one running
 /// (1 MiB chunks: peak RSS 15 -> 10 MB at the same speed; with no request parsed
-/// ahead 4 MiB writes lost a third of their speed); the second keeps a request over
+/// ahead 4 MiB writes lost 30-70% of their speed); the second keeps a request over
 /// 16 MiB from being read while another one runs.
 const QUEUED_AHEAD_MAX: usize = 2 << 20;
 const READ_AHEAD_MAX: usize = 16 << 20;
@@ -581,7 +581,7 @@ impl Queue {
         g.items.is_empty() && g.bytes == 0
     }
 
-    /// Waits while the reader has read far enough ahead (`QUEUED_AHEAD_MAX`).
+    /// Waits while the reader has read far enough ahead ([`QueueState::reader_may_read`]).
     fn wait_for_read_room(&self) {
         let mut g = self.lock();
         while !g.reader_may_read() {
