@@ -522,7 +522,10 @@ impl Queue {
         }
         g.bytes += size;
         g.items.push_back((msg, conn, who, size));
-        if g.executor_asleep {
+        let wake = g.executor_asleep;
+        // Woken under the lock, the executor would find it held and sleep once more.
+        drop(g);
+        if wake {
             self.changed.notify_all();
         }
     }
@@ -540,6 +543,7 @@ impl Queue {
                     Some(ReaderWait::Bytes) => g.reader_may_read(),
                     None => false,
                 };
+                drop(g);
                 if wake {
                     self.changed.notify_all();
                 }
@@ -569,7 +573,9 @@ impl Queue {
         let mut g = self.lock();
         g.bytes -= size;
         g.running = 0;
-        if g.reader_asleep == Some(ReaderWait::Bytes) && g.reader_may_read() {
+        let wake = g.reader_asleep == Some(ReaderWait::Bytes) && g.reader_may_read();
+        drop(g);
+        if wake {
             self.changed.notify_all();
         }
     }
