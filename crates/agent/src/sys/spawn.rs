@@ -22,6 +22,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::OnceLock;
 
 use super::vfork;
 
@@ -214,15 +215,11 @@ fn new_plan(spec: &Spec<'_>) -> vfork::Plan {
     let argv: Vec<CString> = spec.argv.iter().map(|a| cstring(a.as_str())).collect();
     let envp: Vec<CString> = match spec.env {
         Some(env) => env.iter().map(|e| cstring(e.as_str())).collect(),
-        None => std::env::vars_os()
-            .map(|(k, v)| {
-                let mut kv = k.as_bytes().to_vec();
-                kv.push(b'=');
-                kv.extend_from_slice(v.as_bytes());
-                // (The environment cannot hold a NUL.)
-                cstring(kv)
-            })
-            .collect(),
+        None => Vec::new(),
+    };
+    let envp_ptrs = match spec.env {
+        Some(_) => vfork::ptrs(&envp),
+        None => vfork::ptrs(inherited_env()),
     };
     let direct = program.contains('/');
     let candidates = if direct {
@@ -243,10 +240,29 @@ fn new_plan(spec: &Spec<'_>) -> vfork::Plan {
         empty: program.is_empty(),
         argv_ptrs: vfork::ptrs(&argv),
         sh_ptrs: vfork::sh_ptrs(&argv),
-        envp_ptrs: vfork::ptrs(&envp),
+        envp_ptrs,
         argv,
         envp,
     }
+}
+
+/// The agent's own environment as `KEY=value` strings, made once: children without
+/// `env` inherit it, and it is only edited at start-up, before any thread or child
+/// exists (socket activation removes `LISTEN_FDS`/`LISTEN_PID`). Made per spawn it
+/// cost four allocations per variable.
+fn inherited_env() -> &'static [CString] {
+    static ENV: OnceLock<Vec<CString>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                // (The environment cannot hold a NUL.)
+                cstring(kv)
+            })
+            .collect()
+    })
 }
 
 fn errno() -> i32 {

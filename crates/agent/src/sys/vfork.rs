@@ -15,6 +15,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
 
 /// Marks an error that came from exec (as opposed to wiring stdio).
 pub const EXEC_FAILED: i32 = 0x4000_0000;
@@ -40,7 +41,8 @@ pub struct Plan {
     pub argv_ptrs: Vec<*const c_char>,
     /// `/bin/sh <candidate> argv[1..]` for files without `#!`; slot 1 is filled in.
     pub sh_ptrs: Vec<*const c_char>,
-    /// Keeps the strings `envp_ptrs` points into alive.
+    /// Keeps the strings `envp_ptrs` points into alive (empty when those are the
+    /// agent's own environment, made once for the life of the process).
     pub envp: Vec<CString>,
     /// NULL-terminated.
     pub envp_ptrs: Vec<*const c_char>,
@@ -76,6 +78,8 @@ pub struct Stdio {
 struct Ctx<'a> {
     plan: &'a mut Plan,
     stdio: Stdio,
+    /// [`caught`]: the signals the child must reset to the default.
+    caught: u64,
     /// 0, or the errno of the failure (with EXEC_FAILED if exec failed).
     error: AtomicI32,
 }
@@ -100,6 +104,7 @@ pub fn spawn(plan: &mut Plan, stdio: Stdio) -> Result<i32, Failure> {
     let mut ctx = Ctx {
         plan,
         stdio,
+        caught: caught(),
         error: AtomicI32::new(0),
     };
     // Stacks grow down on every Linux target we build for; the top is 16-aligned.
@@ -143,6 +148,33 @@ pub fn spawn(plan: &mut Plan, stdio: Stdio) -> Result<i32, Failure> {
     })
 }
 
+/// The signals that have a handler (bit `n - 1` for signal `n`), looked up once.
+///
+/// glibc's `posix_spawn` child asks the kernel about all 64 signals while its parent
+/// waits, about 15 µs per spawn here. The agent installs handlers only while it starts
+/// (none on glibc; Rust's SIGSEGV/SIGBUS stack-overflow handlers on musl) and never
+/// after its first spawn, so the answer does not change. Signals 32 and 33 belong to
+/// glibc, whose sigaction refuses them; they are never sent to a new process.
+fn caught() -> u64 {
+    static CAUGHT: OnceLock<u64> = OnceLock::new();
+    *CAUGHT.get_or_init(|| {
+        let mut set = 0u64;
+        for sig in 1..NSIG {
+            // SAFETY: a query only (no new action), into a zeroed struct we own.
+            let handled = unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(sig, std::ptr::null(), &mut sa) == 0
+                    && sa.sa_sigaction != libc::SIG_DFL
+                    && sa.sa_sigaction != libc::SIG_IGN
+            };
+            if handled {
+                set |= 1 << (sig - 1);
+            }
+        }
+        set
+    })
+}
+
 /// The child. Only async-signal-safe syscalls; never allocates, locks, unwinds or
 /// returns.
 extern "C" fn child(arg: *mut c_void) -> c_int {
@@ -153,14 +185,10 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
     // private copies: no CLONE_SIGHAND, no CLONE_FILES).
     unsafe {
         // A handler would run on memory shared with the parent: back to the default
-        // (exec would reset it anyway). Signals 32 and 33 belong to glibc, whose
-        // sigaction refuses them; they are never sent to this new process.
+        // (exec would reset it anyway).
         for sig in 1..NSIG {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(sig, std::ptr::null(), &mut sa) == 0
-                && sa.sa_sigaction != libc::SIG_DFL
-                && sa.sa_sigaction != libc::SIG_IGN
-            {
+            if ctx.caught & (1 << (sig - 1)) != 0 {
+                let mut sa: libc::sigaction = std::mem::zeroed();
                 sa.sa_sigaction = libc::SIG_DFL;
                 libc::sigaction(sig, &sa, std::ptr::null_mut());
             }
