@@ -227,6 +227,38 @@ fn thousands_of_execs_leave_no_zombies_and_no_descriptors() {
     assert!(zombies_of(a.pid()).is_empty());
 }
 
+/// A `SigXxx:` mask of a /proc status text.
+fn sig_mask(status: &str, name: &str) -> u64 {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in {status}"));
+    u64::from_str_radix(line.trim(), 16).unwrap()
+}
+
+#[test]
+fn children_start_with_no_blocked_signals_and_sigpipe_at_its_default() {
+    let a = AgentProc::ours(&[]);
+    let mut c = a.connect();
+    let sigpipe = 1u64 << (libc::SIGPIPE - 1);
+    let agent = std::fs::read_to_string(format!("/proc/{}/status", a.pid())).unwrap();
+    // What the children must not inherit: the agent ignores SIGPIPE.
+    assert_ne!(sig_mask(&agent, "SigIgn:") & sigpipe, 0, "{agent}");
+    // Twice: the first spawn looks up the agent's signal handlers, the second reuses it.
+    for _ in 0..2 {
+        let pid = exec(
+            &mut c,
+            r#"{"path":"cat","arg":["/proc/self/status"],"capture-output":true}"#,
+        );
+        let st = wait(&mut c, pid);
+        assert_eq!(st.exitcode, Some(0));
+        let child = String::from_utf8(decoded(&st.out_data)).unwrap();
+        assert_eq!(sig_mask(&child, "SigBlk:"), 0, "{child}");
+        assert_eq!(sig_mask(&child, "SigIgn:") & sigpipe, 0, "{child}");
+        assert_eq!(sig_mask(&child, "SigCgt:"), 0, "{child}");
+    }
+}
+
 fn kill(pid: i64) {
     // SAFETY: plain syscall on a child of the agent this test started.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);

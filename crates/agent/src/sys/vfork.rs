@@ -157,22 +157,25 @@ pub fn spawn(plan: &mut Plan, stdio: Stdio) -> Result<i32, Failure> {
 /// glibc, whose sigaction refuses them; they are never sent to a new process.
 fn caught() -> u64 {
     static CAUGHT: OnceLock<u64> = OnceLock::new();
-    *CAUGHT.get_or_init(|| {
-        let mut set = 0u64;
-        for sig in 1..NSIG {
-            // SAFETY: a query only (no new action), into a zeroed struct we own.
-            let handled = unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                libc::sigaction(sig, std::ptr::null(), &mut sa) == 0
-                    && sa.sa_sigaction != libc::SIG_DFL
-                    && sa.sa_sigaction != libc::SIG_IGN
-            };
-            if handled {
-                set |= 1 << (sig - 1);
-            }
+    *CAUGHT.get_or_init(handled_signals)
+}
+
+/// The signals that have a handler right now, asked one by one.
+fn handled_signals() -> u64 {
+    let mut set = 0u64;
+    for sig in 1..NSIG {
+        // SAFETY: a query only (no new action), into a zeroed struct we own.
+        let handled = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut sa) == 0
+                && sa.sa_sigaction != libc::SIG_DFL
+                && sa.sa_sigaction != libc::SIG_IGN
+        };
+        if handled {
+            set |= 1 << (sig - 1);
         }
-        set
-    })
+    }
+    set
 }
 
 /// The child. Only async-signal-safe syscalls; never allocates, locks, unwinds or
@@ -294,6 +297,28 @@ mod tests {
             envp: Vec::new(),
             envp_ptrs: ptrs(&[]),
         }
+    }
+
+    extern "C" fn ignore(_: c_int) {}
+
+    #[test]
+    fn handlers_are_found_but_ignored_and_default_signals_are_not() {
+        let bit = |sig: c_int| 1u64 << (sig - 1);
+        // SAFETY: installs and then removes a handler that does nothing, for a signal
+        // no other test sends.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = ignore as extern "C" fn(c_int) as libc::sighandler_t;
+            libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
+            let found = handled_signals();
+            sa.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
+            assert_ne!(found & bit(libc::SIGUSR2), 0);
+        }
+        let found = handled_signals();
+        assert_eq!(found & bit(libc::SIGUSR2), 0);
+        // The test harness ignores SIGPIPE: ignored is not handled.
+        assert_eq!(found & bit(libc::SIGPIPE), 0);
     }
 
     #[test]
