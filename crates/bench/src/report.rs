@@ -69,6 +69,8 @@ fn describe(key: &str) -> (String, &'static str, f64, bool) {
         "idle_wakeups" => ("idle wakeups (voluntary switches)", "", 1.0, false),
         "ping_p50" => ("ping round trip p50", "µs", 1.0, false),
         "ping_p99" => ("ping round trip p99", "µs", 1.0, false),
+        "loaded_p50" => ("ping p50, every CPU busy", "µs", 1.0, false),
+        "loaded_p99" => ("ping p99, every CPU busy", "µs", 1.0, false),
         "pipelined" => ("pipelined pings", "cmd/s", 1.0, true),
         "exec_p50" => ("exec /bin/true to exited, p50", "ms", 1.0, false),
         "exec_p99" => ("exec /bin/true to exited, p99", "ms", 1.0, false),

@@ -20,6 +20,7 @@ struct Sizes {
     startups: usize,
     idle: Duration,
     pings: usize,
+    loaded_pings: usize,
     pipelined: usize,
     execs: usize,
     kubevirt: usize,
@@ -30,6 +31,7 @@ const FULL: Sizes = Sizes {
     startups: 30,
     idle: Duration::from_secs(10),
     pings: 20_000,
+    loaded_pings: 2_000,
     pipelined: 200_000,
     execs: 200,
     kubevirt: 4_000,
@@ -40,6 +42,7 @@ const QUICK: Sizes = Sizes {
     startups: 3,
     idle: Duration::from_secs(1),
     pings: 500,
+    loaded_pings: 200,
     pipelined: 5_000,
     execs: 10,
     kubevirt: 20,
@@ -180,6 +183,14 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
             "ping".into(),
             keys(&["ping_p50", "ping_p99"]),
             Box::new(|a| workloads::ping(a, sizes.pings)),
+        ));
+    }
+    if opts.wants("loaded") {
+        let n = sizes.loaded_pings;
+        work.push((
+            "ping with every CPU busy".into(),
+            keys(&["loaded_p50", "loaded_p99"]),
+            Box::new(move |a| workloads::ping_loaded(a, n)),
         ));
     }
     if opts.wants("pipelined") {
