@@ -170,8 +170,6 @@ pub fn run(mut config: Config) -> Result<(), String> {
             .spawn(move || executor(&agent, &queue))
             .map_err(|e| format!("failed to start executor thread: {e}"))?;
     }
-    // The reader: after the threads above were started (each asks for itself).
-    crate::sys::sched::prefer_short_slices();
     serve(&agent, channel, &queue);
     Ok(())
 }
@@ -320,7 +318,6 @@ const SPARE_LINGER: Duration = Duration::from_secs(1);
 
 /// The executor: one request at a time, in order; each reply written in full.
 fn executor(agent: &Agent, queue: &Queue) {
-    crate::sys::sched::prefer_short_slices();
     loop {
         // A kept read buffer is freed once no read has used it for a moment (the
         // executor wakes up for that once); otherwise it sleeps until a request.

@@ -259,51 +259,6 @@ fn children_start_with_no_blocked_signals_and_sigpipe_at_its_default() {
     }
 }
 
-/// `se.slice` of a /proc/.../sched text (Linux 6.6+ shows it).
-fn slice_of(sched: &str) -> Option<u64> {
-    let line = sched.lines().find(|l| l.starts_with("se.slice"))?;
-    line.rsplit(':').next()?.trim().parse().ok()
-}
-
-/// Whether `sched_setattr` sets a SCHED_OTHER thread's slice (Linux 6.12+): tried on a
-/// thread of this test that ends right after.
-fn kernel_takes_custom_slices() -> bool {
-    std::thread::spawn(|| {
-        // struct sched_attr, 48 bytes: size, policy, flags, nice, priority, runtime, ...
-        let mut attr = [0u64; 6];
-        attr[0] = 48; // size (u32) and policy 0 (SCHED_OTHER)
-        attr[3] = 100_000; // sched_runtime
-                           // SAFETY: sched_setattr reads 48 bytes of `attr` for the calling thread.
-        let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr.as_ptr(), 0) };
-        let now = std::fs::read_to_string("/proc/thread-self/sched").unwrap_or_default();
-        rc == 0 && slice_of(&now) == Some(100_000)
-    })
-    .join()
-    .unwrap()
-}
-
-#[test]
-fn the_agent_asks_for_short_slices_and_its_children_do_not_inherit_them() {
-    let own = std::fs::read_to_string("/proc/thread-self/sched").unwrap();
-    let Some(default) = slice_of(&own) else {
-        eprintln!("skipped: this kernel shows no scheduler slice");
-        return;
-    };
-    let a = AgentProc::ours(&[]);
-    let mut c = a.connect();
-    let reader = std::fs::read_to_string(format!("/proc/{}/sched", a.pid())).unwrap();
-    if kernel_takes_custom_slices() {
-        assert_eq!(slice_of(&reader), Some(100_000), "{reader}");
-    }
-    let pid = exec(
-        &mut c,
-        r#"{"path":"cat","arg":["/proc/self/sched"],"capture-output":true}"#,
-    );
-    let st = wait(&mut c, pid);
-    let child = String::from_utf8(decoded(&st.out_data)).unwrap();
-    assert_eq!(slice_of(&child), Some(default), "{child}");
-}
-
 fn kill(pid: i64) {
     // SAFETY: plain syscall on a child of the agent this test started.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);

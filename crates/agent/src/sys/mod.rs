@@ -27,7 +27,6 @@ pub mod procfs;
 pub mod route;
 pub mod rt;
 pub mod run;
-pub mod sched;
 pub mod spawn;
 pub mod spawn_sync;
 pub mod statvfs;

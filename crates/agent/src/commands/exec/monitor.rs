@@ -283,8 +283,6 @@ impl Monitor {
 
     /// The thread's loop; never returns.
     fn run(&self, wake: OwnedFd) {
-        // It drains children's output as it comes: a full pipe stalls the child.
-        crate::sys::sched::prefer_short_slices();
         let mut scratch = vec![0u8; READ_CHUNK];
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         loop {
