@@ -29,63 +29,77 @@ pub fn ping(agent: &Agent, n: usize) -> Result<Figures, String> {
     ])
 }
 
-/// guest-ping while every CPU runs a busy loop of this process, as in a guest whose
+/// guest-ping while every CPU runs a busy loop (one `sh` per CPU), as in a guest whose
 /// programs keep all its CPUs busy: p50 and p99 of `n` round trips, 1 ms apart, in µs.
 /// The client runs at nice -10, so what is measured is how soon the agent gets a CPU
 /// and not the client (at nice 0, even with a 0.1 ms slice, the client itself waited
 /// 2-3 ms behind the busy loops in more than 1 round trip in 100, whatever the agent);
 /// that needs CAP_SYS_NICE.
 pub fn ping_loaded(agent: &Agent, n: usize) -> Result<Figures, String> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let stop = AtomicBool::new(false);
+    use std::process::{Command, Stdio};
     let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
-    std::thread::scope(|s| {
-        for _ in 0..cpus {
-            s.spawn(|| {
-                while !stop.load(Ordering::Relaxed) {
-                    std::hint::spin_loop();
-                }
-            });
+    let mut hogs = Vec::new();
+    for _ in 0..cpus {
+        let hog = Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting a busy loop: {e}"));
+        match hog {
+            Ok(h) => hogs.push(h),
+            Err(e) => {
+                stop(hogs);
+                return Err(e);
+            }
         }
-        // A thread of its own, so the raised priority ends with it.
-        let measured = s
-            .spawn(|| -> Result<Figures, String> {
-                // SAFETY: gettid has no arguments; setpriority changes only the nice
-                // value of this thread.
-                let raised = unsafe {
-                    let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                    libc::setpriority(libc::PRIO_PROCESS, tid, -10) == 0
-                };
-                if !raised {
-                    return Err(format!(
-                        "the client could not raise its priority (needs CAP_SYS_NICE): {}",
-                        std::io::Error::last_os_error()
-                    ));
-                }
-                let mut conn = agent.connect()?;
-                let req = br#"{"execute":"guest-ping"}"#;
-                // The busy loops settle on their CPUs; warm-up as in `ping`.
-                std::thread::sleep(Duration::from_millis(100));
-                for _ in 0..n / 10 + 1 {
-                    conn.cmd(req)?;
-                }
-                let mut lat = Vec::with_capacity(n);
-                for _ in 0..n {
-                    std::thread::sleep(Duration::from_millis(1));
-                    let t = Instant::now();
-                    conn.cmd(req)?;
-                    lat.push(t.elapsed());
-                }
-                Ok(vec![
-                    ("loaded_p50".into(), micros(percentile(&mut lat, 50.0))),
-                    ("loaded_p99".into(), micros(percentile(&mut lat, 99.0))),
-                ])
-            })
-            .join()
-            .unwrap_or_else(|_| Err("the loaded-ping client panicked".into()));
-        stop.store(true, Ordering::Relaxed);
-        measured
-    })
+    }
+    // A thread of its own, so the raised priority ends with it.
+    let measured = std::thread::scope(|s| {
+        s.spawn(|| -> Result<Figures, String> {
+            // SAFETY: gettid has no arguments; setpriority changes only the nice value
+            // of this thread.
+            let raised = unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, -10) == 0
+            };
+            if !raised {
+                return Err(format!(
+                    "the client could not raise its priority (needs CAP_SYS_NICE): {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            let mut conn = agent.connect()?;
+            let req = br#"{"execute":"guest-ping"}"#;
+            // The busy loops settle on their CPUs; warm-up as in `ping`.
+            std::thread::sleep(Duration::from_millis(100));
+            for _ in 0..n / 10 + 1 {
+                conn.cmd(req)?;
+            }
+            let mut lat = Vec::with_capacity(n);
+            for _ in 0..n {
+                std::thread::sleep(Duration::from_millis(1));
+                let t = Instant::now();
+                conn.cmd(req)?;
+                lat.push(t.elapsed());
+            }
+            Ok(vec![
+                ("loaded_p50".into(), micros(percentile(&mut lat, 50.0))),
+                ("loaded_p99".into(), micros(percentile(&mut lat, 99.0))),
+            ])
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the loaded-ping client panicked".into()))
+    });
+    stop(hogs);
+    measured
+}
+
+/// Kills and reaps the busy loops.
+fn stop(hogs: Vec<std::process::Child>) {
+    for mut h in hogs {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
 }
 
 /// `n` pings written back to back, as fast as the socket takes them: commands per
