@@ -34,7 +34,8 @@ pub fn ping(agent: &Agent, n: usize) -> Result<Figures, String> {
 /// The client runs at nice -10, so what is measured is how soon the agent gets a CPU
 /// and not the client (at nice 0, even with a 0.1 ms slice, the client itself waited
 /// 2-3 ms behind the busy loops in more than 1 round trip in 100, whatever the agent);
-/// that needs CAP_SYS_NICE.
+/// that needs CAP_SYS_NICE, and without it the client stays at nice 0 (the figure
+/// `loaded_client_nice` says which).
 pub fn ping_loaded(agent: &Agent, n: usize) -> Result<Figures, String> {
     use std::process::{Command, Stdio};
     let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
@@ -62,12 +63,6 @@ pub fn ping_loaded(agent: &Agent, n: usize) -> Result<Figures, String> {
                 let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
                 libc::setpriority(libc::PRIO_PROCESS, tid, -10) == 0
             };
-            if !raised {
-                return Err(format!(
-                    "the client could not raise its priority (needs CAP_SYS_NICE): {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
             let mut conn = agent.connect()?;
             let req = br#"{"execute":"guest-ping"}"#;
             // The busy loops settle on their CPUs; warm-up as in `ping`.
@@ -85,6 +80,10 @@ pub fn ping_loaded(agent: &Agent, n: usize) -> Result<Figures, String> {
             Ok(vec![
                 ("loaded_p50".into(), micros(percentile(&mut lat, 50.0))),
                 ("loaded_p99".into(), micros(percentile(&mut lat, 99.0))),
+                (
+                    "loaded_client_nice".into(),
+                    if raised { -10.0 } else { 0.0 },
+                ),
             ])
         })
         .join()
