@@ -71,7 +71,7 @@ fn describe(key: &str) -> (String, &'static str, f64, bool) {
         "ping_p99" => ("ping round trip p99", "µs", 1.0, false),
         "loaded_p50" => ("ping p50, every CPU busy", "µs", 1.0, false),
         "loaded_p99" => ("ping p99, every CPU busy", "µs", 1.0, false),
-        "loaded_client_nice" => ("  (client's nice; -10 needs root)", "", 1.0, false),
+        "loaded_client_rt" => ("  (client real-time: 1; needs root)", "", 1.0, false),
         "pipelined" => ("pipelined pings", "cmd/s", 1.0, true),
         "exec_p50" => ("exec /bin/true to exited, p50", "ms", 1.0, false),
         "exec_p99" => ("exec /bin/true to exited, p99", "ms", 1.0, false),

@@ -191,7 +191,7 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
         let n = sizes.loaded_pings.div_ceil(ROUNDS);
         work.push((
             "ping with every CPU busy".into(),
-            keys(&["loaded_p50", "loaded_p99", "loaded_client_nice"]),
+            keys(&["loaded_p50", "loaded_p99", "loaded_client_rt"]),
             Box::new(move |a| workloads::ping_loaded(a, n)),
         ));
     }
