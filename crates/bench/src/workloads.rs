@@ -11,22 +11,30 @@ pub type Figures = Vec<(String, f64)>;
 
 /// Sequential `guest-ping` round trips: p50 and p99 in µs.
 pub fn ping(agent: &Agent, n: usize) -> Result<Figures, String> {
-    let mut conn = agent.connect()?;
+    let mut lat = ping_times(&mut agent.connect()?, n, Duration::ZERO)?;
+    Ok(vec![
+        ("ping_p50".into(), micros(percentile(&mut lat, 50.0))),
+        ("ping_p99".into(), micros(percentile(&mut lat, 99.0))),
+    ])
+}
+
+/// `n` guest-ping round trips, `pause` apart, after a warm-up of a tenth as many
+/// (first-use page faults and allocator growth do not count).
+fn ping_times(conn: &mut Conn, n: usize, pause: Duration) -> Result<Vec<Duration>, String> {
     let req = br#"{"execute":"guest-ping"}"#;
-    // Warm-up: first-use page faults and allocator growth do not count.
     for _ in 0..n / 10 + 1 {
         conn.cmd(req)?;
     }
     let mut lat = Vec::with_capacity(n);
     for _ in 0..n {
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
         let t = Instant::now();
         conn.cmd(req)?;
         lat.push(t.elapsed());
     }
-    Ok(vec![
-        ("ping_p50".into(), micros(percentile(&mut lat, 50.0))),
-        ("ping_p99".into(), micros(percentile(&mut lat, 99.0))),
-    ])
+    Ok(lat)
 }
 
 /// guest-ping while every CPU runs a busy loop (one `sh` per CPU), as in a guest whose
@@ -65,19 +73,9 @@ pub fn ping_loaded(agent: &Agent, n: usize) -> Result<Figures, String> {
                 libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) == 0
             };
             let mut conn = agent.connect()?;
-            let req = br#"{"execute":"guest-ping"}"#;
-            // The busy loops settle on their CPUs; warm-up as in `ping`.
+            // The busy loops settle on their CPUs.
             std::thread::sleep(Duration::from_millis(100));
-            for _ in 0..n / 10 + 1 {
-                conn.cmd(req)?;
-            }
-            let mut lat = Vec::with_capacity(n);
-            for _ in 0..n {
-                std::thread::sleep(Duration::from_millis(1));
-                let t = Instant::now();
-                conn.cmd(req)?;
-                lat.push(t.elapsed());
-            }
+            let mut lat = ping_times(&mut conn, n, Duration::from_millis(1))?;
             Ok(vec![
                 ("loaded_p50".into(), micros(percentile(&mut lat, 50.0))),
                 ("loaded_p99".into(), micros(percentile(&mut lat, 99.0))),
