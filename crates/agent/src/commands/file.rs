@@ -660,6 +660,23 @@ mod tests {
         let h = open_(&a, &fifo, "w").unwrap();
         assert_eq!(write_(&a, h, "eA==", None).unwrap().count, 1);
         drop(reader);
+        // A child that another test is starting holds a copy of every descriptor of
+        // this process until it execs, the read end included (it failed this test
+        // once): wait until the FIFO has no reader anywhere (opening it for writing
+        // without blocking fails with ENXIO then).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while let Ok(w) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+        {
+            drop(w);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the FIFO kept a reader"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let err = flush(&a, GuestFileFlushArgs { handle: h }).unwrap_err();
         assert_eq!(err.desc(), "failed to flush file: Broken pipe");
         // stdio keeps the error flag until clearerr; qemu-ga only clears it after
