@@ -239,8 +239,9 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
         eprintln!("qga-bench: {name} ...");
         let mut costs: [Cost; 2] = [None, None];
         // A CPU-time figure, exec latency and ping under load are measured in turns,
-        // ours then qemu-ga's, ROUNDS times (figures averaged over the turns), so a change in the load of this shared machine
-        // falls on both alike; exec's floor takes its turn before each pair.
+        // ours then qemu-ga's, ROUNDS times (figures averaged over the turns), so a
+        // change in the load of this shared machine falls on both alike; exec's floor
+        // takes its turn before each pair.
         let exec = keys[0] == "exec_p50";
         let rounds = if keys[0] == "kubevirt_cpu" || keys[0] == "loaded_p50" || exec {
             ROUNDS

@@ -45,13 +45,24 @@ fn ping_times(conn: &mut Conn, n: usize, pause: Duration) -> Result<Vec<Duration
 /// run whose p99 was 1.4 ms). That needs CAP_SYS_NICE; without it the client stays a
 /// normal thread (the figure `loaded_client_rt` says which).
 pub fn ping_loaded(agent: &Agent, n: usize) -> Result<Figures, String> {
+    use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
     let mut hogs = Vec::new();
     for _ in 0..cpus {
-        let hog = Command::new("sh")
-            .args(["-c", "while :; do :; done"])
-            .stdin(Stdio::null())
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "while :; do :; done"]).stdin(Stdio::null());
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours. Killed with
+        // this process even if it dies (Ctrl-C) before `stop`: no busy loop left behind.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let hog = cmd
             .spawn()
             .map_err(|e| format!("starting a busy loop: {e}"));
         match hog {
@@ -209,10 +220,10 @@ pub fn exec_floor(n: usize) -> Result<f64, String> {
 
 /// The floor under any request/reply round trip here: this client writing a request
 /// line to a thread of its own over a unix socketpair and reading the reply line back,
-/// with no parsing on either side; p50 of `n` in ms. An agent needs at least one such
-/// round trip beyond [`exec_floor`] to report an exit: the guest-exec request must
-/// reach it before it can spawn, and an exit is only told in the reply to a
-/// guest-exec-status that arrives after it.
+/// with no parsing on either side; p50 of `n` in ms. Beyond [`exec_floor`] an agent
+/// needs two one-way trips to report an exit (the guest-exec request must reach it
+/// before it can spawn, and an exit is only told in the reply to a guest-exec-status)
+/// where the floor's client needs one wake-up: the exec limit adds half of this.
 pub fn round_trip_floor(n: usize) -> Result<f64, String> {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
