@@ -93,8 +93,7 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Child, SpawnError> {
         stdin = Some(w);
         fds.keep(r).map_err(pipe_err)?
     } else {
-        fds.keep(open_null(libc::O_RDONLY).map_err(null_err)?)
-            .map_err(null_err)?
+        null(libc::O_RDONLY).map_err(null_err)?
     };
     let (mut stdout, mut stderr) = (None, None);
     let mut wire = |sink: Sink, parent: &mut Option<OwnedFd>| -> Result<_, SpawnError> {
@@ -103,7 +102,7 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Child, SpawnError> {
             *parent = Some(r);
             return fds.keep(w).map_err(pipe_err);
         }
-        fds.null_w().map_err(null_err)
+        null(libc::O_WRONLY).map_err(null_err)
     };
     // (stdout into "stdout" is not a wiring exec.rs asks for: /dev/null.)
     let child_stdout = wire(spec.stdout, &mut stdout)?;
@@ -148,8 +147,6 @@ pub fn spawn(spec: &Spec<'_>) -> Result<Child, SpawnError> {
 #[derive(Default)]
 struct ChildFds {
     held: Vec<OwnedFd>,
-    /// /dev/null for writing, opened once for stdout and stderr.
-    null_w: Option<libc::c_int>,
 }
 
 impl ChildFds {
@@ -160,14 +157,27 @@ impl ChildFds {
         self.held.push(fd);
         Ok(raw)
     }
+}
 
-    fn null_w(&mut self) -> io::Result<libc::c_int> {
-        if let Some(fd) = self.null_w {
-            return Ok(fd);
-        }
-        let fd = self.keep(open_null(libc::O_WRONLY)?)?;
-        Ok(*self.null_w.insert(fd))
+/// `/dev/null` opened with `mode` (O_RDONLY or O_WRONLY), close-on-exec and above 2:
+/// opened on first use and kept, so a child without pipes costs no open and close.
+/// Children share the open file description, which for /dev/null carries nothing
+/// one child could change for the next (no offset, no data; O_NONBLOCK and O_APPEND
+/// change nothing there).
+fn null(mode: libc::c_int) -> io::Result<libc::c_int> {
+    static READ: OnceLock<OwnedFd> = OnceLock::new();
+    static WRITE: OnceLock<OwnedFd> = OnceLock::new();
+    let cell = if mode == libc::O_RDONLY {
+        &READ
+    } else {
+        &WRITE
+    };
+    if let Some(fd) = cell.get() {
+        return Ok(fd.as_raw_fd());
     }
+    let fd = above_stdio(open_null(mode)?)?;
+    // A concurrent first use may have won: then this one is closed.
+    Ok(cell.get_or_init(|| fd).as_raw_fd())
 }
 
 /// `/dev/null`, close-on-exec.
