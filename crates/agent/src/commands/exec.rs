@@ -443,8 +443,14 @@ mod tests {
         let p1 = run(&a, args("echo", &["1234567"], cap)).unwrap();
         std::thread::sleep(Duration::from_millis(100));
         let p2 = run(&a, args("echo", &["abcdefg"], cap)).unwrap();
-        assert_eq!(out(&wait(&a, p2)), b"abcdefg\n");
+        // Once p2 is finished and uncollected too, p1 goes.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while a.exec.counts() != (1, 1) {
+            assert!(Instant::now() < deadline, "{:?}", a.exec.counts());
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert!(status(&a, GuestExecStatusArgs { pid: p1 }).is_err());
+        assert_eq!(out(&wait(&a, p2)), b"abcdefg\n");
         // Everything expires after the TTL, without anyone asking.
         std::thread::sleep(Duration::from_millis(900));
         assert_eq!(a.exec.counts(), (0, 0));

@@ -328,6 +328,45 @@ pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// A non-blocking, close-on-exec CLOCK_MONOTONIC timerfd, disarmed; `None` if the
+/// kernel refuses one.
+pub fn timerfd() -> Option<OwnedFd> {
+    // SAFETY: plain syscall; a non-negative result is a new descriptor we own.
+    let fd = unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: as above.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Arms `timer` to expire once, `after` from now.
+pub fn arm_timer(timer: &OwnedFd, after: std::time::Duration) -> io::Result<()> {
+    // A zero value would disarm it instead.
+    let after = after.max(std::time::Duration::from_nanos(1));
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: after.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+            // Below 10^9: it fits a c_long of any width.
+            tv_nsec: after.subsec_nanos() as libc::c_long,
+        },
+    };
+    // SAFETY: spec is a valid itimerspec; a NULL old value is allowed.
+    if unsafe { libc::timerfd_settime(timer.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The child's exit status if it has terminated (it is reaped then); `None` while it
 /// runs. Only ever waits for this one pid, never for "any child".
 pub fn try_reap(pid: i32) -> Option<i32> {
