@@ -5,9 +5,11 @@
 //! waiting, so no command ever blocks on a child: it feeds `input-data` to the child's
 //! stdin through a non-blocking pipe, collects captured stdout/stderr (16 MiB per
 //! stream are kept; the rest is read and discarded and the stream marked truncated),
-//! and reaps the child as soon as it exits (pidfd; on kernels without pidfd a sweep
-//! every 50 ms), so no zombie is ever left. It never waits for "any child", only for
-//! its own PIDs.
+//! and reaps the child when it exits, so no zombie is left: guest-exec-status reaps an
+//! exited child itself, and from 10 ms after its start the thread watches the child's
+//! exit (pidfd; on kernels without pidfd a sweep every 50 ms), so a child nobody asks
+//! about is reaped at most 10 ms after it exits (see `exec/monitor.rs`). It never
+//! waits for "any child", only for its own PIDs.
 //!
 //! guest-exec-status reports `exited: true` only once the child was reaped AND its
 //! captured output pipes reached EOF (as qemu-ga), with `exitcode` or `signal`,
