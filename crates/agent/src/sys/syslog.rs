@@ -45,14 +45,12 @@ pub struct Syslog {
 }
 
 /// What sends share: the socket, the last time stamp (localtime once a second, not per
-/// message: qemu-ga's ping sends one line per request), the datagram buffer, and the
-/// second in which connecting last failed (no new attempt within it).
+/// message: qemu-ga's ping sends one line per request) and the datagram buffer.
 #[derive(Default)]
 struct State {
     sock: Option<UnixDatagram>,
     stamp: Option<(u64, String)>,
     buf: Vec<u8>,
-    failed: Option<u64>,
 }
 
 impl Syslog {
@@ -89,16 +87,8 @@ impl Syslog {
         when: SystemTime,
     ) -> io::Result<()> {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let State {
-            sock,
-            stamp,
-            buf,
-            failed,
-        } = &mut *guard;
+        let State { sock, stamp, buf } = &mut *guard;
         let secs = seconds(when);
-        if sock.is_none() && *failed == Some(secs) {
-            return Err(io::Error::from_raw_os_error(libc::ENOENT));
-        }
         let stamp = match stamp {
             Some((s, text)) if *s == secs => text,
             _ => &mut stamp.insert((secs, timestamp(when))).1,
@@ -108,13 +98,7 @@ impl Syslog {
         let data = &buf[..];
         for attempt in 0..2 {
             if sock.is_none() {
-                match self.connect() {
-                    Ok(s) => *sock = Some(s),
-                    Err(e) => {
-                        *failed = Some(secs);
-                        return Err(e);
-                    }
-                }
+                *sock = Some(self.connect()?);
             }
             let Some(s) = sock.as_ref() else { break };
             match s.send(data) {
@@ -142,8 +126,7 @@ impl Syslog {
 
     fn connect(&self) -> io::Result<UnixDatagram> {
         // Without a logger (minimal guests) glibc makes, closes and fails to connect a
-        // socket for every line, and a line goes out per ping: one stat instead, and
-        // at most one a second (`State::failed`).
+        // socket for every line, and a line goes out per ping: one stat instead.
         std::fs::metadata(&self.path)?;
         let s = UnixDatagram::unbound()?;
         s.set_write_timeout(Some(SEND_TIMEOUT))?;
@@ -266,9 +249,6 @@ mod tests {
         let now = SystemTime::now();
         assert!(log.send(14, None, "nobody", now).is_err());
         let listener = UnixDatagram::bind(&path).unwrap();
-        // No new attempt within the second of the failure; the next second connects.
-        assert!(log.send(14, None, "same second", now).is_err());
-        let now = now + std::time::Duration::from_secs(1);
         log.send(14, None, "one", now).unwrap();
         let mut buf = [0u8; 256];
         let n = listener.recv(&mut buf).unwrap();
