@@ -4,13 +4,13 @@
 //! so starting a child does not wake the thread. The table it shares with the
 //! handlers is locked only for bookkeeping and bounded reads, never across a wait.
 //!
-//! A child's exit is watched only from [`REAP_GRACE`] after it started: most children
-//! a host runs are short and the host's own guest-exec-status reaps them, so the
-//! thread is not woken at each exit to do the same (on a guest with two CPUs that
-//! wake-up took the CPU from the thread answering the host, about 40 µs per exec).
-//! One timer covers every child started since it was armed; when it fires the thread
-//! reaps those that have exited and watches the rest. A child nobody asks about is so
-//! reaped at most [`REAP_GRACE`] after it exits.
+//! A child's exit is watched only after a grace of at most [`REAP_GRACE`] from its
+//! start: most children a host runs are short and the host's own guest-exec-status
+//! reaps them, so the thread is not woken at each exit to do the same (on a guest with
+//! two CPUs that wake-up took the CPU from the thread answering the host, about 40 µs
+//! per exec). One timer covers every child started since it was armed; when it fires
+//! the thread reaps those that have exited and watches the rest. A child nobody asks
+//! about is so reaped at most [`REAP_GRACE`] after it exits.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -28,8 +28,8 @@ const READS_PER_WAKEUP: usize = 16;
 const READ_CHUNK: usize = 64 * 1024;
 /// Events handled per epoll_wait.
 const EVENTS: usize = 64;
-/// How long after it starts a child is left to guest-exec-status before its exit is
-/// watched (see the module comment).
+/// How long after it starts a child is at most left to guest-exec-status before its
+/// exit is watched (see the module comment).
 pub const REAP_GRACE: Duration = Duration::from_millis(10);
 
 /// Event tokens: the child's id shifted left by 3, or'ed with the kind.
