@@ -52,11 +52,21 @@ impl Agent {
     /// Spawns `bin -m unix-listen -p DIR/sock -t DIR` and returns it with the connection
     /// that got the first reply (to a `guest-ping`, sent as soon as `connect` succeeds).
     pub fn spawn(name: &'static str, bin: &Path) -> Result<(Agent, Conn), String> {
+        Agent::spawn_with(name, bin, &[])
+    }
+
+    /// [`Agent::spawn`] with `lead` before the agent arguments (a subcommand).
+    pub fn spawn_with(
+        name: &'static str,
+        bin: &Path,
+        lead: &[&str],
+    ) -> Result<(Agent, Conn), String> {
         let dir = TempDir::new(name)?;
         let sock = dir.0.join("sock");
         let log = std::fs::File::create(dir.0.join("agent.log")).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(bin);
-        cmd.args(["-m", "unix-listen", "-p"])
+        cmd.args(lead)
+            .args(["-m", "unix-listen", "-p"])
             .arg(&sock)
             .arg("-t")
             .arg(&dir.0)

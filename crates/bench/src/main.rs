@@ -11,10 +11,12 @@
 //! write, limit. `footprint` runs our agent alone and prints its idle RSS, threads and
 //! wakeups as `name value` lines (for scripts/footprint.sh). `probe-json BYTES` runs the
 //! JSON code alone on a guest-file-write request and a guest-file-read reply carrying
-//! BYTES of data, for profiling it under callgrind.
+//! BYTES of data, for profiling it under callgrind. `bare-agent -p SOCK` is the bare
+//! exec agent the run starts for the exec limit (see `bare.rs`).
 
 mod agent;
 mod b64;
+mod bare;
 mod client;
 mod probe;
 mod readstream;
@@ -133,6 +135,21 @@ fn parse_args() -> Result<Opts, String> {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("bare-agent") {
+        // Started by the run like an agent: `bare-agent -m unix-listen -p SOCK -t DIR`.
+        let Some(sock) = args.windows(2).find(|w| w[0] == "-p").map(|w| &w[1]) else {
+            eprintln!("qga-bench bare-agent: -p SOCK is needed");
+            return ExitCode::from(2);
+        };
+        return match bare::serve(sock.as_ref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("qga-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let opts = match parse_args() {
         Ok(o) => o,
         Err(e) => {

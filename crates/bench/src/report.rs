@@ -16,7 +16,7 @@ pub struct Metric {
     /// The reference.
     pub theirs: Cell,
     /// What no agent can beat on this machine: for file transfers the base64 + socket
-    /// limit (MiB/s), for exec the spawn-and-wait floor plus half a round trip (ms).
+    /// limit (MiB/s), for exec the bare agent's latency (ms, see bare.rs).
     pub limit: Option<f64>,
 }
 

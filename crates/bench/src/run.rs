@@ -203,8 +203,14 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
             Box::new(move |a| workloads::pipelined(a, n)),
         ));
     }
-    // In slices, the two agents and the floor taking turns (see below).
+    // In slices, the two agents, the floor and the bare agent taking turns (see below).
     let exec_slice = sizes.execs.div_ceil(ROUNDS);
+    let bare = if opts.wants("exec") && opts.wants("limit") {
+        let me = std::env::current_exe().map_err(|e| format!("finding qga-bench itself: {e}"))?;
+        Some(Agent::spawn_with("bare", &me, &["bare-agent"])?.0)
+    } else {
+        None
+    };
     if opts.wants("exec") {
         work.push((
             "exec".into(),
@@ -235,6 +241,7 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
     let mut peaks = [0f64; 2];
     let mut peaks_48m = [None::<f64>; 2];
     let mut exec_floors: Vec<f64> = Vec::new();
+    let mut exec_bare: Vec<f64> = Vec::new();
     for (name, keys, f) in &work {
         eprintln!("qga-bench: {name} ...");
         let mut costs: [Cost; 2] = [None, None];
@@ -250,8 +257,10 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
         };
         let mut turns: [Vec<Turn>; 2] = [Vec::new(), Vec::new()];
         for _ in 0..rounds {
-            if exec && opts.wants("limit") {
+            if let (true, Some(b)) = (exec, &bare) {
                 exec_floors.push(workloads::exec_floor(exec_slice)?);
+                let figures = workloads::exec(b, exec_slice)?;
+                exec_bare.extend(figures.iter().filter(|f| f.0 == "exec_p50").map(|f| f.1));
             }
             for (i, (a, _)) in agents.iter().enumerate() {
                 turns[i].push(costed(a, f.as_ref()));
@@ -308,17 +317,22 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
         let rtt = pings.fold(socketpair, f64::min);
         // The floor's client learns of the exit through one wake-up; an agent needs two
         // one-way trips on top of the spawn and the child's run: the guest-exec request
-        // in, and the reply to a guest-exec-status out. So: floor + half a round trip.
-        let limit = floor + rtt / 2.0;
+        // in, and the reply to a guest-exec-status out. So no agent can go below
+        // floor + half a round trip.
+        let bound = floor + rtt / 2.0;
+        // What an agent reaches that does nothing else (bare.rs), in turns with ours.
+        let bare = exec_bare.iter().sum::<f64>() / exec_bare.len().max(1) as f64;
         if let Some(m) = r.metrics.iter_mut().find(|m| m.key == "exec_p50") {
-            m.limit = Some(limit);
+            m.limit = Some(bare);
         }
         r.notes.push(format!(
-            "exec limit: {limit:.3} ms = {floor:.3} ms for this client to posix_spawn /bin/true and wait for it \
-             (in turns with the agents) + half of {rtt:.3} ms, the fastest request/reply round trip of the run \
-             (socketpair with no agent: {socketpair:.3} ms; p50s): on top of spawning and waiting, an agent \
-             needs the guest-exec request to come in and a guest-exec-status reply to go out, two one-way \
-             trips where the waiting client needed one wake-up"
+            "exec limit: {bare:.3} ms, the bare agent's exec p50 (qga-bench bare-agent: one thread, no JSON \
+             parser, posix_spawn and waitpid(WNOHANG) only; same client, in turns with the agents). Under it, \
+             {bound:.3} ms = {floor:.3} ms for this client to posix_spawn /bin/true and wait for it + half of \
+             {rtt:.3} ms, the fastest request/reply round trip of the run (socketpair with no agent: \
+             {socketpair:.3} ms; p50s): on top of spawning and waiting, any agent needs the guest-exec request \
+             to come in and a guest-exec-status reply to go out, two one-way trips where the waiting client \
+             needed one wake-up"
         ));
     }
     if opts.wants("limit") {
