@@ -297,7 +297,7 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
             r.set("peak_rss_48m", *theirs, Ok(p));
         }
     }
-    drop((ours, reference));
+    drop((ours, reference, bare));
 
     if opts.wants("limit") && !exec_floors.is_empty() {
         let floor = exec_floors.iter().sum::<f64>() / exec_floors.len() as f64;
@@ -321,12 +321,12 @@ pub fn bench(opts: &Opts) -> Result<bool, String> {
         // floor + half a round trip.
         let bound = floor + rtt / 2.0;
         // What an agent reaches that does nothing else (bare.rs), in turns with ours.
-        let bare = exec_bare.iter().sum::<f64>() / exec_bare.len().max(1) as f64;
+        let bare_p50 = exec_bare.iter().sum::<f64>() / exec_bare.len().max(1) as f64;
         if let Some(m) = r.metrics.iter_mut().find(|m| m.key == "exec_p50") {
-            m.limit = Some(bare);
+            m.limit = Some(bare_p50);
         }
         r.notes.push(format!(
-            "exec limit: {bare:.3} ms, the bare agent's exec p50 (qga-bench bare-agent: one thread, no JSON \
+            "exec limit: {bare_p50:.3} ms, the bare agent's exec p50 (qga-bench bare-agent: one thread, no JSON \
              parser, posix_spawn and waitpid(WNOHANG) only; same client, in turns with the agents). Under it, \
              {bound:.3} ms = {floor:.3} ms for this client to posix_spawn /bin/true and wait for it + half of \
              {rtt:.3} ms, the fastest request/reply round trip of the run (socketpair with no agent: \
