@@ -223,7 +223,8 @@ pub fn exec_floor(n: usize) -> Result<f64, String> {
 /// with no parsing on either side; p50 of `n` in ms. Beyond [`exec_floor`] an agent
 /// needs two one-way trips to report an exit (the guest-exec request must reach it
 /// before it can spawn, and an exit is only told in the reply to a guest-exec-status)
-/// where the floor's client needs one wake-up: the exec limit adds half of this.
+/// where the floor's client needs one wake-up: the bound printed under the exec limit
+/// adds half of this.
 pub fn round_trip_floor(n: usize) -> Result<f64, String> {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
